@@ -1,0 +1,267 @@
+"""The mlb model contract: what a model carries besides its weights, in one place.
+
+Two containers hold the same facts:
+
+* a training checkpoint folder (a standard Hugging Face checkpoint) gets ``mlb.json``
+  beside ``config.json``: label names, thresholds, preprocessing, maximum length and how
+  the thresholds were chosen;
+* an exported ``.onnx`` file carries a header in its ONNX ``metadata_props`` under the key
+  ``mlb``: everything above plus the fast tokenizer's JSON (with a SHA-256), the graph's
+  input names and provenance, so that ``mlb-batch`` needs no other file.
+
+The runtime reads both and is the owner of the format; ``mlb-train`` and ``mlb-export``
+write through ``CheckpointConfig.save`` and ``ModelHeader.to_metadata``. The header is read
+with onnxruntime's ``custom_metadata_map`` so the runtime never needs the ``onnx`` package.
+See docs/MODEL_FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
+
+from .errors import ModelFileError
+from .preprocess import Preprocessing
+
+FORMAT_NAME = "mlb"
+FORMAT_VERSION = 1
+METADATA_KEY = "mlb"
+CHECKPOINT_CONFIG_FILE = "mlb.json"
+PROBLEM_TYPE = "multi_label_classification"
+ACTIVATION = "sigmoid"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_labels_and_thresholds(label_names: Any, thresholds: Any, where: str) -> None:
+    if not isinstance(label_names, list) or not label_names or not all(
+        isinstance(n, str) and n for n in label_names
+    ):
+        raise ModelFileError(f"{where}: label_names must be a non-empty list of names")
+    if len(set(label_names)) != len(label_names):
+        raise ModelFileError(f"{where}: label_names has duplicates")
+    if not isinstance(thresholds, list) or len(thresholds) != len(label_names):
+        raise ModelFileError(
+            f"{where}: thresholds must hold one number per label ({len(label_names)} labels)"
+        )
+    for t in thresholds:
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not (0.0 <= float(t) <= 1.0) or math.isnan(t):
+            raise ModelFileError(f"{where}: threshold {t!r} is not a probability between 0 and 1")
+
+
+@dataclass
+class CheckpointConfig:
+    """The mlb facts saved beside a Hugging Face checkpoint (``mlb.json``)."""
+
+    label_names: List[str]
+    thresholds: List[float]
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    max_length: int = 128
+    threshold_objective: str = "none"
+    # Anything worth keeping about how the model was made: command, versions, base model.
+    provenance: Dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.thresholds = [float(t) for t in self.thresholds]
+        _check_labels_and_thresholds(self.label_names, self.thresholds, CHECKPOINT_CONFIG_FILE)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "problem_type": PROBLEM_TYPE,
+            "label_names": list(self.label_names),
+            "thresholds": list(self.thresholds),
+            "threshold_objective": self.threshold_objective,
+            "preprocessing": self.preprocessing.to_dict(),
+            "max_length": self.max_length,
+            "provenance": self.provenance,
+        }
+
+    def save(self, folder: str) -> str:
+        path = os.path.join(folder, CHECKPOINT_CONFIG_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = CHECKPOINT_CONFIG_FILE) -> "CheckpointConfig":
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"{where}: not an mlb model configuration")
+        _check_version(data.get("format_version"), where)
+        try:
+            return cls(
+                label_names=list(data["label_names"]),
+                thresholds=list(data["thresholds"]),
+                preprocessing=Preprocessing.from_dict(data.get("preprocessing", {})),
+                max_length=_positive_int(data.get("max_length", 128), "max_length", where),
+                threshold_objective=str(data.get("threshold_objective", "none")),
+                provenance=dict(data.get("provenance", {})),
+                format_version=int(data["format_version"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ModelFileError(f"{where}: missing or malformed field {exc}") from None
+
+    @classmethod
+    def load(cls, folder: str) -> "CheckpointConfig":
+        path = os.path.join(folder, CHECKPOINT_CONFIG_FILE)
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ModelFileError(f"{folder}: no {CHECKPOINT_CONFIG_FILE} (not a checkpoint written by mlb-train)") from None
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{path}: cannot read ({exc})") from None
+        return cls.from_dict(data, where=path)
+
+
+def _check_version(version: Any, where: str) -> None:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{where}: no mlb format version")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{where}: written in mlb format version {version}; this mlb reads up to version {FORMAT_VERSION} (upgrade mlb)"
+        )
+    if version < 1:
+        raise ModelFileError(f"{where}: invalid mlb format version {version}")
+
+
+def _positive_int(value: Any, name: str, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ModelFileError(f"{where}: {name} must be a positive integer, not {value!r}")
+    return value
+
+
+@dataclass
+class ModelHeader:
+    """Everything ``mlb-batch`` needs to use an ONNX graph, stored inside the file."""
+
+    label_names: List[str]
+    thresholds: List[float]
+    preprocessing: Preprocessing
+    max_length: int
+    tokenizer_json: str
+    input_names: List[str]
+    output_name: str = "logits"
+    threshold_objective: str = "none"
+    # e.g. {"mode": "int8", "config": "avx512_vnni"} or {"mode": "none"}; informative only.
+    quantization: Dict[str, Any] = field(default_factory=lambda: {"mode": "none"})
+    provenance: Dict[str, Any] = field(default_factory=dict)
+    problem_type: str = PROBLEM_TYPE
+    activation: str = ACTIVATION
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.thresholds = [float(t) for t in self.thresholds]
+        _check_labels_and_thresholds(self.label_names, self.thresholds, "model header")
+        if self.problem_type != PROBLEM_TYPE or self.activation != ACTIVATION:
+            raise ModelFileError(
+                f"model header: problem type {self.problem_type!r} with {self.activation!r} outputs is not "
+                f"a multi-label sigmoid model"
+            )
+        if "input_ids" not in self.input_names:
+            raise ModelFileError("model header: the graph inputs must include input_ids")
+
+    @property
+    def tokenizer_sha256(self) -> str:
+        return sha256_text(self.tokenizer_json)
+
+    @classmethod
+    def from_checkpoint_config(
+        cls, config: CheckpointConfig, tokenizer_json: str, input_names: List[str], **extra: Any
+    ) -> "ModelHeader":
+        return cls(
+            label_names=list(config.label_names),
+            thresholds=list(config.thresholds),
+            preprocessing=config.preprocessing,
+            max_length=config.max_length,
+            threshold_objective=config.threshold_objective,
+            tokenizer_json=tokenizer_json,
+            input_names=list(input_names),
+            **extra,
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "problem_type": self.problem_type,
+            "activation": self.activation,
+            "label_names": list(self.label_names),
+            "thresholds": list(self.thresholds),
+            "threshold_objective": self.threshold_objective,
+            "preprocessing": self.preprocessing.to_dict(),
+            "max_length": self.max_length,
+            "input_names": list(self.input_names),
+            "output_name": self.output_name,
+            "quantization": self.quantization,
+            "tokenizer": {"format": "huggingface-tokenizers-json", "sha256": self.tokenizer_sha256, "json": self.tokenizer_json},
+            "provenance": self.provenance,
+        }
+
+    def to_metadata(self) -> Dict[str, str]:
+        """Key/value strings for ONNX ``metadata_props``."""
+        return {METADATA_KEY: json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))}
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], where: str = "model file") -> "ModelHeader":
+        raw = metadata.get(METADATA_KEY)
+        if raw is None:
+            raise ModelFileError(
+                f"{where}: no mlb header in the ONNX metadata; export the model with mlb-export"
+            )
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ModelFileError(f"{where}: the mlb header is not valid JSON (damaged file?)") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"{where}: the mlb header is not an mlb header")
+        _check_version(data.get("format_version"), where)
+        try:
+            tokenizer = data["tokenizer"]
+            tokenizer_json = tokenizer["json"]
+            if not isinstance(tokenizer_json, str) or sha256_text(tokenizer_json) != tokenizer["sha256"]:
+                raise ModelFileError(f"{where}: the tokenizer's checksum does not match (damaged file)")
+            return cls(
+                label_names=list(data["label_names"]),
+                thresholds=list(data["thresholds"]),
+                preprocessing=Preprocessing.from_dict(data["preprocessing"]),
+                max_length=_positive_int(data["max_length"], "max_length", where),
+                tokenizer_json=tokenizer_json,
+                input_names=list(data["input_names"]),
+                output_name=str(data.get("output_name", "logits")),
+                threshold_objective=str(data.get("threshold_objective", "none")),
+                quantization=dict(data.get("quantization") or {"mode": "none"}),
+                provenance=dict(data.get("provenance") or {}),
+                problem_type=str(data["problem_type"]),
+                activation=str(data["activation"]),
+                format_version=int(data["format_version"]),
+            )
+        except ModelFileError as exc:
+            if str(exc).startswith(where):
+                raise
+            raise ModelFileError(f"{where}: {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ModelFileError(f"{where}: the mlb header lacks or garbles field {exc}") from None
+
+
+def attach_header(onnx_model: Any, header: ModelHeader) -> None:
+    """Write the header into an ``onnx.ModelProto`` in place (exporter side; needs ``onnx``)."""
+    metadata = header.to_metadata()
+    kept = [p for p in onnx_model.metadata_props if p.key not in metadata]
+    del onnx_model.metadata_props[:]
+    onnx_model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        prop = onnx_model.metadata_props.add()
+        prop.key = key
+        prop.value = value
