@@ -1,0 +1,116 @@
+"""Shared fixtures: tiny random BERT checkpoints and ONNX files built offline in the session.
+
+Nothing here downloads: the tokenizer is a WordPiece built from a small vocabulary and
+the model is ``BertForSequenceClassification`` from a config with random weights.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MLB_RAISE_ERRORS", "")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+TINY_LABELS = ["anger", "joy", "sadness", "surprise"]
+
+_WORDS = (
+    "i am so happy sad angry glad mad love hate it this that the a is was not very "
+    "what wow oh no yes great terrible awful good bad day today tomorrow face with tears of joy "
+    "heart user http surprised shocked cry smile laugh fear scared afraid excited win lost "
+    "hello world you me we they he she thumbs up sign , . ! ? ' @ # : ) ("
+).split()
+
+
+def build_tiny_tokenizer():
+    """A BERT-style fast tokenizer over a small vocabulary (uncased, WordPiece)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab_list = specials + sorted(set(_WORDS)) + letters + ["##" + c for c in letters]
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=None, clean_text=True, handle_chinese_chars=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        do_lower_case=True,
+        model_max_length=512,
+    )
+
+
+def build_tiny_model(label_names, seed: int = 0, vocab_size: int = 200):
+    """A 2-layer, 32-wide random BERT with a multi-label head."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=len(label_names),
+        id2label={i: n for i, n in enumerate(label_names)},
+        label2id={n: i for i, n in enumerate(label_names)},
+        problem_type="multi_label_classification",
+    )
+    return BertForSequenceClassification(config)
+
+
+def write_tiny_checkpoint(folder: Path, label_names=TINY_LABELS, thresholds=None, preprocessing=None, seed: int = 0) -> Path:
+    """A checkpoint shaped like mlb-train's output: HF files plus mlb.json."""
+    from batch.modelfile import CheckpointConfig
+    from batch.preprocess import Preprocessing
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(label_names, seed=seed, vocab_size=len(tokenizer))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    CheckpointConfig(
+        label_names=list(label_names),
+        thresholds=list(thresholds or [0.5] * len(label_names)),
+        preprocessing=preprocessing or Preprocessing(emoji="words", mentions="token", urls="token"),
+        max_length=64,
+        threshold_objective="none",
+        provenance={"made_by": "tests/conftest.py"},
+    ).save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A read-only tiny checkpoint for the whole session; copy it before changing it."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip("../shared/data is not beside this checkout")
+    return SHARED_DATA
