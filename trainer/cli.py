@@ -1,0 +1,190 @@
+"""``mlb-train``: a thin click layer over ``trainer.train.train``.
+
+Heavy imports happen inside ``train`` so ``mlb-train --help`` answers at once. Library
+errors (``batch.errors.MlbError``) become one ``Error: ...`` line and their exit code;
+``MLB_RAISE_ERRORS=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, List, Optional
+
+import click
+
+from batch.errors import MlbError
+from batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
+
+from . import __version__
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _raise_errors() -> bool:
+    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
+
+
+def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[List[str]]:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter("give comma-separated label column names")
+    return names
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="mlb-train")
+@click.option("-o", "--output", default="./mlb-model", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the checkpoint, mlb.json, metrics.json (intermediate checkpoints go in OUTPUT/checkpoints).")
+@click.option("--dataset", metavar="NAME|PATH", help="Hub dataset name, or a folder written by datasets' save_to_disk.")
+@click.option("--dataset-config", metavar="CONFIG", help="Hub dataset configuration, e.g. subtask5.english.")
+@click.option("--train", "train_file", metavar="FILE", help="Training file: CSV, TSV, JSONL or Parquet, optionally .gz.")
+@click.option("--validation", "validation_file", metavar="FILE",
+              help="Validation file (threshold tuning, early stopping). Default: hold out --validation-fraction of train.")
+@click.option("--test", "test_file", metavar="FILE", help="Test file, scored once at the end.")
+@click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+              help="File format when the extension does not say.")
+@click.option("--header/--no-header", default=None, help="Whether files have a header row (default: detect).")
+@click.option("--text-column", metavar="NAME|N",
+              help="Column with the text (default: detect text/Tweet/sentence/...; headerless: 1-based index).")
+@click.option("--id-column", metavar="NAME|N", help="Column with row ids, excluded from the labels (default: detect id/ID).")
+@click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
+              help="wide: one 0/1 column per label. list: one column of label names or ids.")
+@click.option("--labels", callback=_split_labels, metavar="A,B,C",
+              help="Wide layout: the label columns (default: every column but text and id).")
+@click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
+@click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Label names, one per line; list-layout ids index it (like GoEmotions emotions.txt).")
+@click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
+              help="The id of the first name in --label-names (1 for XED).")
+@click.option("--validation-fraction", type=float, default=0.1, show_default=True,
+              help="Share of train held out (seeded) when there is no validation split.")
+@click.option("--limit-train", type=int, metavar="N", help="Train on a seeded sample of N rows (quick runs).")
+@click.option("--limit-eval", type=int, metavar="N", help="Use only the first N validation and test rows.")
+@click.option("--base-model", metavar="NAME|PATH",
+              help="Hub model name or local folder (default: the packaged all-MiniLM-L6-v2).")
+@click.option("--epochs", type=float, default=10.0, show_default=True, help="Most epochs; early stopping usually ends sooner.")
+@click.option("--max-steps", type=int, metavar="N", help="Stop after N optimizer steps (overrides --epochs).")
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Peak learning rate (1e-4 suits MiniLM; ~3e-5 for bert-base).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--max-length", type=int, default=128, show_default=True, help="Longest input in tokens (longer texts are truncated).")
+@click.option("--warmup-ratio", type=float, default=0.1, show_default=True)
+@click.option("--weight-decay", type=float, default=0.01, show_default=True)
+@click.option("--early-stopping-patience", type=int, default=2, show_default=True,
+              help="Stop after this many evaluations without improvement (0: never).")
+@click.option("--eval-steps", type=int, metavar="N", help="Evaluate and save every N steps (default: once an epoch).")
+@click.option("--metric-for-best", type=click.Choice(
+    ["samples_jaccard", "micro_f1", "macro_f1", "exact_match", "macro_roc_auc", "micro_roc_auc", "loss"]),
+    default="samples_jaccard", show_default=True, help="Validation metric (at 0.5) that picks the best checkpoint.")
+@click.option("--threshold-objective", type=click.Choice(["jaccard", "micro-f1", "macro-f1", "label-f1"]),
+              default="jaccard", show_default=True,
+              help="What the saved thresholds maximise on validation. label-f1: one threshold per label (best macro-F1).")
+@click.option("--pos-weight", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True,
+              help="Weight positives of rare labels in the loss (negatives/positives, or its square root).")
+@click.option("--emoji", type=click.Choice(EMOJI_MODES), default="words", show_default=True,
+              help="Emoji: spell out as words (the vocabulary maps them to [UNK]), keep, or remove.")
+@click.option("--mentions", type=click.Choice(MENTION_MODES), default="token", show_default=True,
+              help="@user mentions: replace with one token, keep, or remove.")
+@click.option("--urls", type=click.Choice(URL_MODES), default="token", show_default=True,
+              help="URLs: replace with one token, keep, or remove.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: CUDA when present (bf16 where supported, else fp16), CPU otherwise.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT/checkpoints.")
+@click.option("--overwrite", is_flag=True, help="Replace a model already in OUTPUT.")
+def cli(**kwargs: Any) -> None:
+    """Fine-tune a multi-label text classifier and write an mlb checkpoint.
+
+    \b
+    GoEmotions (TSV without header, label ids, names file), a quick run:
+      mlb-train --train data/goemotions/train.tsv --validation data/goemotions/dev.tsv \\
+        --test data/goemotions/test.tsv --label-names data/goemotions/emotions.txt \\
+        --limit-train 500 --max-steps 20 -o goemotions-smoke
+
+    \b
+    SemEval-2018 E-c from the hub (wide layout: one true/false column per emotion):
+      mlb-train --dataset sem_eval_2018_task_1 --dataset-config subtask5.english -o semeval-model
+
+    \b
+    A CSV with a "text" column and a "labels" column like "joy,love", no validation file:
+      mlb-train --train tweets.csv --validation-fraction 0.1 -o my-model
+
+    The output folder is a standard Hugging Face checkpoint plus mlb.json (labels,
+    thresholds, preprocessing, provenance), metrics.json (validation/test metrics at 0.5
+    and at thresholds tuned for each objective), history.json and eval_predictions.npz.
+    """
+    from .train import TrainOptions, summary_table, train
+
+    pre = Preprocessing(emoji=kwargs.pop("emoji"), mentions=kwargs.pop("mentions"), urls=kwargs.pop("urls"))
+    opts = TrainOptions(
+        output=kwargs["output"],
+        base_model=kwargs["base_model"],
+        dataset=kwargs["dataset"],
+        dataset_config=kwargs["dataset_config"],
+        train=kwargs["train_file"],
+        validation=kwargs["validation_file"],
+        test=kwargs["test_file"],
+        format=kwargs["format_"],
+        header=kwargs["header"],
+        text_column=kwargs["text_column"],
+        id_column=kwargs["id_column"],
+        layout=kwargs["layout"],
+        labels=kwargs["labels"],
+        label_column=kwargs["label_column"],
+        label_names_file=kwargs["label_names_file"],
+        label_id_base=kwargs["label_id_base"],
+        validation_fraction=kwargs["validation_fraction"],
+        limit_train=kwargs["limit_train"],
+        limit_eval=kwargs["limit_eval"],
+        epochs=kwargs["epochs"],
+        max_steps=kwargs["max_steps"],
+        lr=kwargs["lr"],
+        batch_size=kwargs["batch_size"],
+        max_length=kwargs["max_length"],
+        warmup_ratio=kwargs["warmup_ratio"],
+        weight_decay=kwargs["weight_decay"],
+        early_stopping_patience=kwargs["early_stopping_patience"],
+        eval_steps=kwargs["eval_steps"],
+        seed=kwargs["seed"],
+        device=kwargs["device"],
+        pos_weight=kwargs["pos_weight"],
+        metric_for_best=kwargs["metric_for_best"],
+        threshold_objective=kwargs["threshold_objective"],
+        preprocessing=pre,
+        resume=kwargs["resume"],
+        overwrite=kwargs["overwrite"],
+        command=["mlb-train"] + list((click.get_current_context().obj or {}).get("argv", sys.argv[1:])),
+    )
+    metrics = train(opts, log=lambda line: click.echo(line, err=True))
+    click.echo(summary_table(metrics))
+
+
+def main(args: Optional[List[str]] = None, prog_name: str = "mlb-train") -> None:
+    """Console entry point: user errors become one line and an exit code, not a traceback."""
+    try:
+        argv = list(sys.argv[1:] if args is None else args)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False, obj={"argv": argv})
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except MlbError as exc:
+        if _raise_errors():
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; rerun with --resume to continue from the last checkpoint.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the catch-all: one line, with the way to see more
+        if _raise_errors():
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"Error: {type(exc).__name__}: {first} (set MLB_RAISE_ERRORS=1 for the traceback)", err=True)
+        sys.exit(1)
