@@ -114,3 +114,75 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip("../shared/data is not beside this checkout")
     return SHARED_DATA
+
+
+def export_tiny_onnx(checkpoint: Path, folder: Path, name: str = "model.onnx") -> Path:
+    """Export a checkpoint to one ONNX file with an mlb header (optimum + onnx).
+
+    The only place tests make ONNX files, so switching to ``exporter.export.export_model``
+    is a one-function change.
+    """
+    import json as _json
+
+    import onnx
+    from optimum.exporters.onnx import main_export
+
+    from batch.modelfile import CheckpointConfig, ModelHeader, attach_header
+
+    raw_dir = folder / "optimum"
+    main_export(
+        str(checkpoint),
+        output=str(raw_dir),
+        task="text-classification",
+        do_validation=False,
+        local_files_only=True,
+    )
+    model = onnx.load(str(raw_dir / "model.onnx"))
+    input_names = [i.name for i in model.graph.input]
+    tokenizer_json = (checkpoint / "tokenizer.json").read_text(encoding="utf-8")
+    _json.loads(tokenizer_json)
+    header = ModelHeader.from_checkpoint_config(
+        CheckpointConfig.load(str(checkpoint)), tokenizer_json, input_names,
+        output_name=model.graph.output[0].name,
+        provenance={"made_by": "tests/conftest.py export_tiny_onnx"},
+    )
+    attach_header(model, header)
+    path = folder / name
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A read-only tiny ONNX model with an mlb header, exported once per session."""
+    return export_tiny_onnx(tiny_checkpoint, tmp_path_factory.mktemp("tiny_onnx"))
+
+
+def write_varied_checkpoint(source: Path, folder: Path, seed: int = 1, std: float = 0.3) -> Path:
+    """A copy of a tiny checkpoint whose weights are redrawn with a large spread.
+
+    The default BERT initialisation (std 0.02) gives nearly the same scores for every
+    text, so tests about order, bucketing and thresholds could not tell rows apart.
+    """
+    import shutil
+
+    import torch
+    from transformers import BertForSequenceClassification
+
+    shutil.copytree(source, folder)
+    model = BertForSequenceClassification.from_pretrained(str(folder))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0.0, std)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def varied_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
+    """Like ``tiny_onnx`` but with scores that differ clearly from text to text."""
+    base = tmp_path_factory.mktemp("varied_onnx")
+    checkpoint = write_varied_checkpoint(tiny_checkpoint, base / "checkpoint")
+    return export_tiny_onnx(checkpoint, base)

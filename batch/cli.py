@@ -1,0 +1,196 @@
+"""``mlb-batch``: a thin click layer over ``batch.pipeline``.
+
+Library errors (``batch.errors.MlbError``) become one ``Error: ...`` line on stderr and
+their exit code; ``MLB_RAISE_ERRORS=1`` shows the traceback instead. SIGTERM and Ctrl-C
+stop the run between batches, leave the previous output in place and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any, Optional
+
+import click
+
+from . import __version__
+from .errors import MlbError
+from .formats import FORMATS
+from .writers import EXIT_LOCKED
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# Exit codes: cron's contract (also in docs/BATCH.md).
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_ROW_ERRORS = 3
+# EXIT_LOCKED = 4 (batch.writers)
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+def _raise_errors() -> bool:
+    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
+
+
+class _Progress:
+    """One self-overwriting stderr line with rows/s, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, rows: int, errors: int, bytes_read: int, size: Optional[int]) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.25:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        percent = f"{100.0 * bytes_read / size:5.1f}%  " if size else ""
+        sys.stderr.write(f"\r{percent}{rows:,} rows  {errors:,} errors  {rows / elapsed:,.0f} rows/s ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+class _Stop(BaseException):
+    """Raised from the SIGTERM handler; BaseException so library code cannot swallow it."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Stop()
+
+
+HELP = """Classify the texts in INPUT with an mlb ONNX model; one output record per input row.
+
+\b
+Examples:
+    mlb-batch tweets.csv -m model.onnx -o labels.jsonl
+    echo "I'm so happy" | mlb-batch - -m model.onnx
+    mlb-batch comments.tsv.gz --text-column body --id-column id -o labels.csv
+    mlb-batch tweets.jsonl --threshold 0.4 --threshold joy=0.3 --top-k 3 --no-scores
+
+\b
+Cron (MLB_MODEL set once; --resume continues a killed run):
+    0 3 * * * MLB_MODEL=/srv/model.onnx mlb-batch /data/today.csv -o /data/labels.jsonl --resume --quiet
+
+INPUT is CSV, TSV, JSON lines or plain text (one text per line), optionally .gz; "-" is
+stdin (plain text unless --format says otherwise). The output is JSON lines unless its
+name ends in .csv or .tsv. Rows that cannot be classified (empty text, malformed line)
+get a record with "error" and "row".
+
+\b
+Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
+1 failure (previous output untouched); 4 another run holds the output's lock;
+130 / 143 stopped by Ctrl-C / SIGTERM (previous output untouched).
+"""
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, help=HELP)
+@click.version_option(__version__, "--version", prog_name="mlb-batch")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="Output file (.jsonl, .csv or .tsv); - for stdout. Written atomically.")
+@click.option("-m", "--model", envvar="MLB_MODEL", metavar="FILE.onnx",
+              help="Model written by mlb-export. [env: MLB_MODEL]")
+@click.option("--format", "format_", type=click.Choice([f for f in FORMATS if f != "parquet"] + ["ndjson"]),
+              help="Input format when the name does not say (default for stdin: text).")
+@click.option("--header/--no-header", default=None, help="Whether CSV/TSV input has a header row (default: detect).")
+@click.option("--text-column", metavar="NAME",
+              help="Column with the text (default: text, Tweet, sentence, comment, content, body or message).")
+@click.option("--id-column", "id_columns", multiple=True, metavar="NAME",
+              help="Column copied to each record; repeatable (default: id/ID if present, else the row number).")
+@click.option("--output-format", type=click.Choice(["jsonl", "csv", "tsv"]),
+              help="Output format (default: from the output name; JSON lines for stdout).")
+@click.option("-t", "--threshold", "thresholds", multiple=True, metavar="P|LABEL=P",
+              help="Override the model's thresholds: one number for every label and/or LABEL=P; repeatable.")
+@click.option("-k", "--top-k", type=click.IntRange(min=1), metavar="K",
+              help="Keep at most K labels (the highest-scoring above threshold) and only the K best scores.")
+@click.option("--scores/--no-scores", default=True, show_default=True, help="Include per-label probabilities.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="cuda fails at once if the CUDA provider cannot start; auto uses it when it works.")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="CPU threads (default: the CPUs this process may use, affinity and cgroup quota).")
+@click.option("--token-budget", type=click.IntRange(min=1), envvar="MLB_TOKEN_BUDGET", metavar="TOKENS",
+              help="Padded tokens per batch (default: 8192 on CPU, 65536 on CUDA). [env: MLB_TOKEN_BUDGET]")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=4096, show_default=True, metavar="ROWS",
+              help="Rows read, tokenized and written at a time (memory is proportional to it).")
+@click.option("--resume", is_flag=True,
+              help="Continue a killed run from its last checkpoint (OUTPUT.progress); the result is byte-identical.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary (errors are still printed).")
+def main(input_path: str, output: str, model: Optional[str], format_: Optional[str], header: Optional[bool],
+         text_column: Optional[str], id_columns: tuple, output_format: Optional[str], thresholds: tuple,
+         top_k: Optional[int], scores: bool, device: str, threads: Optional[int], token_budget: Optional[int],
+         chunk_size: int, resume: bool, quiet: bool) -> None:
+    from .pipeline import BatchJob, BatchOptions
+
+    options = BatchOptions(
+        input=input_path, output=output, model=model, format=format_, header=header, text_column=text_column,
+        id_columns=id_columns, output_format=output_format, thresholds=thresholds, top_k=top_k, scores=scores,
+        device=device, threads=threads, token_budget=token_budget, chunk_size=chunk_size, resume=resume,
+    )
+    if threads:
+        # tokenizers' Rust thread pool reads this when it first starts.
+        os.environ.setdefault("RAYON_RS_NUM_CPUS", str(threads))
+    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embedded use)
+        previous = None
+    job = BatchJob(options)
+    try:
+        try:
+            job.prepare()
+            summary = job.run(on_progress=progress)
+        finally:
+            progress.finish()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+    except _Stop:
+        _stopped("SIGTERM", job, EXIT_SIGTERM)
+    except KeyboardInterrupt:
+        _stopped("Ctrl-C", job, EXIT_SIGINT)
+    except MlbError as exc:
+        if _raise_errors():
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        if _raise_errors():
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    except Exception as exc:  # the catch-all keeps tracebacks out of cron mail
+        if _raise_errors():
+            raise
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (MLB_RAISE_ERRORS=1 shows the traceback)", err=True)
+        sys.exit(EXIT_FAILURE)
+    if not quiet:
+        for note in summary.notes:
+            click.echo(f"mlb-batch: {note}", err=True)
+        click.echo(summary.line(), err=True)
+    sys.exit(EXIT_ROW_ERRORS if summary.errors else EXIT_OK)
+
+
+def _stopped(what: str, job: Any, code: int) -> None:
+    done = job.summary.rows
+    keep = "" if job.options.output == "-" else f"; {job.options.output} is unchanged, --resume continues"
+    click.echo(f"Error: stopped by {what} after {done} rows{keep}", err=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,368 @@
+"""The mlb-batch job: files -> rows -> texts -> probabilities -> records -> file, streaming.
+
+Why it is shaped like this: the model is loaded and warmed up before the output is
+touched (fail fast); the input is read in fixed chunks of rows, so memory depends on the
+chunk size and never on the file's length; each chunk is tokenized in one call and run
+in token-budget batches (``Predictor``), and its records are written in input order
+before the next chunk is read. Chunk boundaries are fixed row counts from the start of
+the file, so a resumed run computes every chunk exactly as an uninterrupted run would,
+which is what makes ``--resume`` byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError, MlbError, UsageError
+from .readers import Row, Table, open_table
+from .runtime import Predictor, default_token_budget, load_model
+from .writers import ChunkResult, OutputFile, OutputLock, RecordFormatter, output_format
+
+# Column names taken as the text when --text-column is not given, in order of preference.
+TEXT_COLUMN_CANDIDATES = ("text", "Tweet", "sentence", "comment", "content", "body", "message")
+ID_COLUMN_CANDIDATES = ("id", "ID")
+ROW_ID = "row"
+# Rows per chunk: big enough that encode_batch and the batches are efficient, small
+# enough that a chunk's texts, ids and scores stay a few MB.
+DEFAULT_CHUNK_SIZE = 4096
+
+
+class Interrupted(MlbError):
+    """SIGTERM or Ctrl-C: the run stopped cleanly; the previous output is untouched."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class BatchOptions:
+    """Everything ``mlb-batch`` takes; the CLI only fills this in."""
+
+    input: str
+    output: str = "-"
+    model: Optional[str] = None
+    format: Optional[str] = None
+    header: Optional[bool] = None
+    text_column: Optional[str] = None
+    id_columns: Sequence[str] = ()
+    output_format: Optional[str] = None
+    thresholds: Sequence[str] = ()
+    top_k: Optional[int] = None
+    scores: bool = True
+    device: str = "auto"
+    threads: Optional[int] = None
+    token_budget: Optional[int] = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    resume: bool = False
+
+
+@dataclass
+class Summary:
+    rows: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    provider: str = ""
+    output: str = "-"
+    resumed_from: int = 0
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        done = self.rows - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        resumed = f" (resumed after row {self.resumed_from})" if self.resumed_from else ""
+        where = "stdout" if self.output == "-" else self.output
+        return (
+            f"mlb-batch: {self.rows} rows, {self.errors} errors, {self.seconds:.1f} s, "
+            f"{self.rows_per_second:.0f} rows/s, {self.provider}{resumed} -> {where}"
+        )
+
+
+ProgressCallback = Callable[[int, int, int, Optional[int]], None]
+
+
+def parse_thresholds(values: Sequence[str], label_names: Sequence[str], defaults: Sequence[float]) -> np.ndarray:
+    """``--threshold 0.4`` (every label) and/or ``--threshold joy=0.3,anger=0.6`` (named labels)."""
+    thresholds = np.asarray(defaults, dtype=np.float32).copy()
+    index = {name: i for i, name in enumerate(label_names)}
+    overall: Optional[float] = None
+    named: Dict[str, float] = {}
+    for value in values:
+        for item in str(value).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            name, sep, number = item.rpartition("=")
+            try:
+                threshold = float(number)
+            except ValueError:
+                raise UsageError(f"--threshold {item!r}: expected a number or LABEL=NUMBER") from None
+            if not 0.0 <= threshold <= 1.0:
+                raise UsageError(f"--threshold {item!r}: a threshold is a probability between 0 and 1")
+            if sep:
+                name = name.strip()
+                if name not in index:
+                    raise UsageError(
+                        f"--threshold {item!r}: the model has no label {name!r} (labels: {', '.join(label_names)})"
+                    )
+                named[name] = threshold
+            else:
+                overall = threshold
+    if overall is not None:
+        thresholds[:] = overall
+    for name, threshold in named.items():
+        thresholds[index[name]] = threshold
+    return thresholds
+
+
+def pick_text_column(table: Table, explicit: Optional[str]) -> str:
+    columns = list(table.columns)
+    where = "stdin" if table.path == "-" else table.path
+    if explicit:
+        if columns and explicit not in columns:
+            raise UsageError(f"{where}: no column {explicit!r}; the columns are: {', '.join(columns)}")
+        return explicit
+    lowered = {c.lower(): c for c in columns}
+    for candidate in TEXT_COLUMN_CANDIDATES:
+        if candidate in columns:
+            return candidate
+        if candidate.lower() in lowered:
+            return lowered[candidate.lower()]
+    if len(columns) == 1:
+        return columns[0]
+    if not columns and table.format.format == "jsonl":
+        return "text"
+    shown = ", ".join(columns) if columns else "(none)"
+    raise UsageError(
+        f"{where}: cannot tell which column holds the text; the columns are: {shown}. "
+        f"Pass --text-column NAME"
+    )
+
+
+def pick_id_columns(table: Table, explicit: Sequence[str], text_column: str) -> List[str]:
+    columns = list(table.columns)
+    where = "stdin" if table.path == "-" else table.path
+    if explicit:
+        if columns:
+            missing = [c for c in explicit if c not in columns]
+            if missing:
+                raise UsageError(
+                    f"{where}: no id column {', '.join(map(repr, missing))}; the columns are: {', '.join(columns)}"
+                )
+        return list(explicit)
+    for candidate in ID_COLUMN_CANDIDATES:
+        if candidate in columns and candidate != text_column:
+            return [candidate]
+    return [ROW_ID]
+
+
+def _file_fingerprint(path: str) -> Dict[str, Any]:
+    stat = os.stat(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(1 << 20))
+        if stat.st_size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            digest.update(f.read(1 << 20))
+    return {
+        "path": os.path.abspath(path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "sha256_ends": digest.hexdigest(),
+    }
+
+
+def _chunks(rows: Iterator[Row], size: int) -> Iterator[List[Row]]:
+    while True:
+        chunk = list(islice(rows, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def _text_of(values: Dict[str, Any], column: str) -> Tuple[Optional[str], Optional[str]]:
+    """(text, None) or (None, why the row has no usable text)."""
+    if column not in values:
+        return None, f"no {column!r} field"
+    value = values[column]
+    if value is None:
+        return None, f"{column!r} is null"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None, f"{column!r} is not text (a JSON {type(value).__name__})"
+    text = value if isinstance(value, str) else str(value)
+    if not text.strip():
+        return None, "empty text"
+    return text, None
+
+
+class BatchJob:
+    """One run of mlb-batch. ``prepare()`` loads and checks everything; ``run()`` writes."""
+
+    def __init__(self, options: BatchOptions):
+        self.options = options
+        self.summary = Summary(output=options.output)
+        self.predictor: Optional[Predictor] = None
+
+    # -- checks that need no model ---------------------------------------------------------
+    def _check_options(self) -> None:
+        o = self.options
+        if o.resume and o.output == "-":
+            raise UsageError("--resume needs an output file (-o FILE): stdout cannot be resumed")
+        if o.resume and o.input == "-":
+            raise UsageError("--resume needs an input file: stdin cannot be read again")
+        if o.chunk_size < 1:
+            raise UsageError(f"--chunk-size must be at least 1, not {o.chunk_size}")
+        if o.token_budget is not None and o.token_budget < 1:
+            raise UsageError(f"--token-budget must be a positive number of tokens, not {o.token_budget}")
+        if o.top_k is not None and o.top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, not {o.top_k}")
+        if o.output != "-" and os.path.abspath(o.output) == os.path.abspath(o.input):
+            raise UsageError(f"{o.output}: the output would overwrite the input")
+        output_format(o.output, o.output_format)
+
+    def prepare(self) -> Predictor:
+        """Load the model and run a warm-up batch before anything is opened for writing."""
+        self._check_options()
+        o = self.options
+        model = load_model(o.model, o.device, o.threads)
+        budget = o.token_budget or default_token_budget(model.provider)
+        predictor = Predictor(model, budget)
+        predictor.warm_up()
+        self.thresholds = parse_thresholds(o.thresholds, model.header.label_names, model.header.thresholds)
+        self.summary.provider = model.provider
+        self.predictor = predictor
+        return predictor
+
+    def _fingerprint(self, text_column: str, id_columns: List[str], fmt: str) -> Dict[str, Any]:
+        o = self.options
+        assert self.predictor is not None
+        return {
+            "mlb": __version__,
+            "input": _file_fingerprint(o.input) if o.input != "-" else "stdin",
+            "model": _file_fingerprint(o.model) if o.model else None,
+            "settings": {
+                "format": o.format,
+                "header": o.header,
+                "text_column": text_column,
+                "id_columns": id_columns,
+                "output_format": fmt,
+                "thresholds": [float(t) for t in self.thresholds],
+                "top_k": o.top_k,
+                "scores": o.scores,
+                "chunk_size": o.chunk_size,
+                "token_budget": self.predictor.token_budget,
+                "provider": self.predictor.provider,
+                "threads": self.predictor.model.threads,
+            },
+        }
+
+    def run(
+        self,
+        on_progress: Optional[ProgressCallback] = None,
+        after_chunk: Optional[Callable[[int], None]] = None,
+    ) -> Summary:
+        """Classify every row and publish the output; ``after_chunk`` is a test hook."""
+        o = self.options
+        predictor = self.predictor or self.prepare()
+        header = predictor.header
+        started = time.monotonic()
+        fmt = output_format(o.output, o.output_format)
+        with open_table(o.input, o.format, o.header, default_format="text") as table:
+            text_column = pick_text_column(table, o.text_column)
+            id_columns = pick_id_columns(table, o.id_columns, text_column)
+            formatter = RecordFormatter(
+                fmt, id_columns, header.label_names, self.thresholds, scores=o.scores, top_k=o.top_k
+            )
+            fingerprint = self._fingerprint(text_column, id_columns, fmt) if o.output != "-" else {}
+            output = OutputFile(o.output, fingerprint)
+            output.check_writable()
+            lock = OutputLock(o.output) if o.output != "-" else None
+            if lock is not None:
+                lock.acquire()
+            try:
+                resume_point = output.read_resume_point() if o.resume else None
+                if o.resume and output.resume_note:
+                    self.summary.notes.append(output.resume_note)
+                output.open(formatter.header(), resume_point)
+                try:
+                    self._stream(table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk)
+                    self.summary.seconds = time.monotonic() - started
+                    output.publish()
+                finally:
+                    output.close()
+            finally:
+                if lock is not None:
+                    lock.release()
+        return self.summary
+
+    def _stream(self, table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk) -> None:
+        predictor = self.predictor
+        assert predictor is not None
+        preprocessing = predictor.header.preprocessing
+        rows_done = errors = 0
+        rows = table.rows()
+        if resume_point is not None:
+            skipped = sum(1 for _ in islice(rows, resume_point.rows_done))
+            if skipped != resume_point.rows_done:
+                raise InputError(
+                    f"has {skipped} rows but the earlier run had already written {resume_point.rows_done}; "
+                    "run without --resume",
+                    table.path,
+                )
+            rows_done, errors = resume_point.rows_done, resume_point.errors
+            self.summary.resumed_from = rows_done
+        use_row_id = id_columns == [ROW_ID]
+        chunk_index = 0
+        for chunk in _chunks(rows, self.options.chunk_size):
+            numbers: List[int] = []
+            ids: List[Sequence[Any]] = []
+            row_errors: List[Optional[str]] = []
+            texts: List[str] = []
+            for row in chunk:
+                numbers.append(row.number)
+                values = row.values
+                if use_row_id:
+                    ids.append((row.number,))
+                elif values is None:
+                    ids.append(tuple(None for _ in id_columns))
+                else:
+                    ids.append(tuple(values.get(c) for c in id_columns))
+                if row.error is not None or values is None:
+                    row_errors.append(row.error or "unreadable row")
+                    continue
+                text, why = _text_of(values, text_column)
+                if why is not None:
+                    row_errors.append(why)
+                    continue
+                row_errors.append(None)
+                texts.append(text)  # type: ignore[arg-type]
+            probabilities = predictor.predict(preprocessing.apply(texts))
+            output.write(formatter.format_chunk(ChunkResult(numbers, ids, row_errors, probabilities)))
+            rows_done += len(chunk)
+            errors += len(chunk) - len(texts)
+            output.checkpoint(rows_done, errors)
+            self.summary.rows, self.summary.errors = rows_done, errors
+            chunk_index += 1
+            if on_progress is not None:
+                on_progress(rows_done, errors, table.bytes_read, table.size)
+            if after_chunk is not None:
+                after_chunk(chunk_index)
+        self.summary.rows, self.summary.errors = rows_done, errors
+
+
+def run_batch(options: BatchOptions, on_progress: Optional[ProgressCallback] = None) -> Summary:
+    """Library entry point: the same job the CLI runs, without click."""
+    job = BatchJob(options)
+    job.prepare()
+    return job.run(on_progress)
