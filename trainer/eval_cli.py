@@ -1,0 +1,201 @@
+"""``mlb-eval``: how good is this model (or these two models) on my labelled data?
+
+A thin click layer over ``trainer.evaluate``. ``.onnx`` files run through the batch
+runtime exactly like ``mlb-batch``; checkpoint folders through transformers. Library
+errors (``batch.errors.MlbError``) become one ``Error: ...`` line and their exit code;
+``MLB_RAISE_ERRORS=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, List, Optional, Sequence
+
+import click
+
+from batch.errors import MlbError, UsageError
+
+from . import __version__
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _raise_errors() -> bool:
+    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
+
+
+def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[List[str]]:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter("give comma-separated label column names")
+    return names
+
+
+def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_file: Optional[str] = None,
+                   **options: Any):
+    """Read DATA like ``mlb-train`` does, choosing label names so they can be matched to the model's.
+
+    With ``--label-names`` those names are used. Otherwise the data names its own labels
+    (wide-layout columns, or the label names in a list column); when those are a strict
+    subset of the model's (a list-layout file in which some label never occurs), it is read
+    again against the model's full label list so absent labels become all-zero columns.
+    """
+    from .data import read_label_names_file, read_labelled_file
+
+    if label_names_file:
+        return read_labelled_file(path, label_names=read_label_names_file(label_names_file), **options)
+    data = read_labelled_file(path, **options)
+    names, wanted = set(data.label_names), set(model_label_names)
+    if names < wanted and path != "-" and options.get("layout") != "wide" and not options.get("label_columns"):
+        data = read_labelled_file(path, label_names=list(model_label_names), **options)
+    return data
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="mlb-eval")
+@click.argument("paths", nargs=-1, required=True, metavar="MODEL [MODEL2] DATA")
+@click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+              help="DATA's format when the extension does not say (needed for - on stdin).")
+@click.option("--header/--no-header", default=None, help="Whether DATA has a header row (default: detect).")
+@click.option("--text-column", metavar="NAME|N",
+              help="Column with the text (default: detect text/Tweet/sentence/...; headerless: 1-based index).")
+@click.option("--id-column", metavar="NAME|N", help="Column with row ids, excluded from the labels (default: detect id/ID).")
+@click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
+              help="wide: one 0/1 column per label. list: one column of label names or ids.")
+@click.option("--labels", callback=_split_labels, metavar="A,B,C",
+              help="Wide layout: the label columns (default: every column but text and id).")
+@click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
+@click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Label names, one per line; list-layout ids index it (like GoEmotions emotions.txt).")
+@click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
+              help="The id of the first name in --label-names (1 for XED).")
+@click.option("--json", "json_path", metavar="FILE", help="Also write every number as JSON to FILE (- for stdout).")
+@click.option("--report", "report_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Write report.md/report.html with per-label plots to DIR.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the models run.")
+@click.option("--threads", type=int, metavar="N", help="CPU threads (default: the CPUs this process may use).")
+@click.option("--token-budget", type=int, metavar="N", envvar="MLB_TOKEN_BUDGET",
+              help="Padded tokens per batch (default: 8192 on CPU, 65536 on CUDA).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+def cli(paths: Sequence[str], **kw: Any) -> None:
+    """Score one model, or compare two, on labelled data.
+
+    \b
+    An exported file on the GoEmotions test split (TSV, label ids, names file):
+      mlb-eval model.onnx data/goemotions/test.tsv --label-names data/goemotions/emotions.txt
+
+    \b
+    Is the int8 file as good as the checkpoint it came from? (B - A deltas)
+      mlb-eval run/ model.onnx test.csv --json compare.json
+
+    \b
+    Per-label plots and a report a person can open:
+      mlb-eval model.onnx test.csv --report eval-report/
+
+    MODEL is an .onnx file written by mlb-export (run exactly as mlb-batch runs it) or a
+    checkpoint folder written by mlb-train (any multi-label Hugging Face checkpoint works,
+    at threshold 0.5). DATA is labelled data in any layout and format mlb-train reads;
+    its label names are matched to the model's by name. The table shows samples Jaccard,
+    micro/macro F1, exact match, micro/macro ROC-AUC and per-label precision, recall and
+    F1, at the model's thresholds and at 0.5.
+    """
+    from .evaluate import evaluate_model, format_report, load_eval_model, to_json, write_eval_report
+
+    if len(paths) not in (2, 3):
+        raise UsageError(f"give MODEL DATA or MODEL MODEL2 DATA ({len(paths)} paths given)")
+    if kw["threads"] is not None and kw["threads"] < 1:
+        raise UsageError(f"--threads must be at least 1, not {kw['threads']}")
+    if kw["token_budget"] is not None and kw["token_budget"] < 1:
+        raise UsageError(f"--token-budget must be a positive number of tokens, not {kw['token_budget']}")
+    *model_paths, data_path = paths
+    quiet = kw["quiet"]
+
+    def log(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=True)
+
+    models = [
+        load_eval_model(p, device=kw["device"], threads=kw["threads"], token_budget=kw["token_budget"])
+        for p in model_paths
+    ]
+    data = read_eval_data(
+        data_path,
+        models[0].label_names,
+        label_names_file=kw["label_names_file"],
+        format=kw["format_"],
+        text_column=kw["text_column"],
+        layout=kw["layout"],
+        label_columns=kw["labels"],
+        label_column=kw["label_column"],
+        header=kw["header"],
+        id_column=kw["id_column"],
+        label_id_base=kw["label_id_base"],
+    )
+    evaluations = []
+    for model in models:
+        started = time.time()
+        evaluations.append(evaluate_model(model, data.texts, data.label_names, data.labels, data.source))
+        seconds = time.time() - started
+        log(f"Scored {len(data.texts)} rows with {model.path} in {seconds:.1f} s "
+            f"({len(data.texts) / max(seconds, 1e-9):.0f} rows/s)")
+
+    if kw["json_path"] != "-":
+        click.echo(format_report(evaluations), nl=False)
+    if kw["json_path"]:
+        text = json.dumps(to_json(evaluations), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        if kw["json_path"] == "-":
+            click.echo(text, nl=False)
+        else:
+            tmp = kw["json_path"] + ".tmp"
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, kw["json_path"])
+            except OSError as exc:
+                raise MlbError(f"{kw['json_path']}: cannot write ({exc.strerror or exc})") from None
+            log(f"Wrote {kw['json_path']}")
+    if kw["report_dir"]:
+        try:
+            path = write_eval_report(kw["report_dir"], evaluations)
+        except OSError as exc:
+            raise MlbError(f"{kw['report_dir']}: cannot write the report ({exc.strerror or exc})") from None
+        log(f"Wrote {path}")
+
+
+def main(args: Optional[List[str]] = None, prog_name: str = "mlb-eval") -> None:
+    """Console entry point: user errors become one line and an exit code, not a traceback."""
+    try:
+        argv = list(sys.argv[1:] if args is None else args)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except MlbError as exc:
+        if _raise_errors():
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the catch-all: one line, with the way to see more
+        if _raise_errors():
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"Error: {type(exc).__name__}: {first} (set MLB_RAISE_ERRORS=1 for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
