@@ -175,11 +175,21 @@ def _predict_torch(model: Any, tokenizer: Any, texts: List[str], max_length: int
     ids = encoded["input_ids"]
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    pad_values = {"input_ids": tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
+    left = getattr(tokenizer, "padding_side", "right") == "left"
     with torch.no_grad():
         for index in make_batches(lengths, token_budget, max_length):
-            features = [{k: encoded[k][i] for k in keys} for i in index]
-            batch = tokenizer.pad(features, padding="longest", return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items()}
+            width = int(lengths[index].max())  # dynamic padding: to the longest row of this batch
+            batch = {}
+            for key in keys:
+                array = np.full((len(index), width), pad_values[key], dtype=np.int64)
+                for row, i in enumerate(index):
+                    values = encoded[key][i]
+                    if left:
+                        array[row, width - len(values):] = values
+                    else:
+                        array[row, :len(values)] = values
+                batch[key] = torch.from_numpy(array).to(device)
             logits = model(**batch).logits.float()
             out[index] = torch.sigmoid(logits).cpu().numpy()
     return out
@@ -282,9 +292,9 @@ def format_report(evaluations: Sequence[Evaluation]) -> str:
     lines.append("")
     width = 16
     if two:
-        head = f"{'':<{width}}" + "".join(f"{h:>10}" for h in ("A model", "B model", "B-A", "A @0.5", "B @0.5", "B-A"))
+        head = f"{'':<{width}}" + "".join(f"{h:>10}" for h in ("A @thr", "B @thr", "B-A", "A @0.5", "B @0.5", "B-A"))
     else:
-        head = f"{'':<{width}}" + "".join(f"{h:>10}" for h in ("@ model", "@ 0.5"))
+        head = f"{'':<{width}}" + "".join(f"{h:>10}" for h in ("@ thr", "@ 0.5"))
     lines.append(head)
     for key, name in SUMMARY:
         cells = []

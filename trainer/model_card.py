@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from batch.modelfile import CheckpointConfig
 
-from .report import MAIN_METRICS, _as_float, format_number, metric_sets
+from .report import MAIN_METRICS, _as_float, format_number, metric_sets, set_title
 
 CARD_FILE = "README.md"
 
@@ -123,6 +123,15 @@ def base_model_name(provenance: Mapping[str, Any], folder: str) -> Optional[str]
 def dataset_names(provenance: Mapping[str, Any]) -> Tuple[List[str], List[str]]:
     """(hub names for the metadata, every data source as recorded) from provenance."""
     sources: List[str] = []
+    data = provenance.get("data")
+    if isinstance(data, Mapping):  # mlb-train: {"train": {"source": ..., "rows": ...}, ...}
+        for role in ("train", "validation", "test"):
+            entry = data.get(role)
+            if isinstance(entry, Mapping) and isinstance(entry.get("source"), str):
+                sources.append(entry["source"])
+    dataset = provenance.get("dataset")
+    if isinstance(dataset, Mapping) and isinstance(dataset.get("name"), str):
+        sources.insert(0, dataset["name"])
     for key in ("dataset", "datasets", "train_file", "train", "train_path", "data", "validation_file", "test_file"):
         value = provenance.get(key)
         if isinstance(value, str) and value:
@@ -160,6 +169,10 @@ def _split_of(set_name: str) -> Tuple[str, str]:
     return "validation", " / ".join(parts)
 
 
+def _setting_name(setting: str) -> str:
+    return {"at_0.5": "threshold 0.5", "tuned": "tuned thresholds"}.get(setting, setting)
+
+
 def model_index_results(metrics: Any, dataset_name: str, dataset_type: str) -> List[Dict[str, Any]]:
     """``model-index`` results: one entry per split, every metric of every set in ``metrics.json``."""
     by_split: Dict[str, List[Dict[str, Any]]] = {}
@@ -171,7 +184,7 @@ def model_index_results(metrics: Any, dataset_name: str, dataset_type: str) -> L
                 continue
             mtype, mname, args = _METRIC_TYPES[key]
             entry: Dict[str, Any] = {"type": mtype, "value": round(value, 4),
-                                     "name": f"{mname} ({setting})" if setting and setting != "metrics" else mname}
+                                     "name": f"{mname} ({_setting_name(setting)})" if setting and setting != "metrics" else mname}
             if args:
                 entry["args"] = dict(args)
             by_split.setdefault(split, []).append(entry)
@@ -251,7 +264,7 @@ def build_model_card(folder: str, metrics: Any = None, model_name: Optional[str]
     if sets:
         names = list(sets)
         lines += ["## Evaluation", "", "From `metrics.json` written by `mlb-train`.", "",
-                  "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+                  "| metric | " + " | ".join(set_title(n) for n in names) + " |", "|---|" + "---|" * len(names)]
         for key, display in MAIN_METRICS:
             lines.append(f"| {display} | " + " | ".join(format_number(_as_float(sets[n].get(key))) for n in names) + " |")
         lines.append("")
@@ -262,8 +275,8 @@ def build_model_card(folder: str, metrics: Any = None, model_name: Optional[str]
         "Export to one ONNX file that carries the labels, thresholds, preprocessing and tokenizer, then classify files:",
         "",
         "```bash",
-        "mlb-export . model.onnx",
-        "mlb-batch model.onnx texts.csv -o labels.jsonl",
+        "mlb-export . -o model.onnx",
+        "mlb-batch texts.csv -m model.onnx -o labels.jsonl",
         "```",
         "",
         "With transformers, apply the same preprocessing first (see below), then a sigmoid and the thresholds:",
@@ -313,10 +326,24 @@ def build_model_card(folder: str, metrics: Any = None, model_name: Optional[str]
         lines += ["The exact command that trained this model:", "", "```bash", command, "```", ""]
     else:
         lines += ["The training command was not recorded in `mlb.json`.", ""]
-    facts = {k: v for k, v in prov.items() if k not in ("command", "argv") and isinstance(v, (str, int, float, bool))}
+    facts = _flat_facts(prov)
     if facts:
         lines += ["| provenance | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(facts.items())] + [""]
     return "\n".join(lines)
+
+
+def _flat_facts(provenance: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Provenance as ``key.sub: value`` rows (scalars only; the command is shown on its own)."""
+    facts: Dict[str, Any] = {}
+    for k, v in provenance.items():
+        if k in ("command", "argv") and not prefix:
+            continue
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            facts.update(_flat_facts(v, key + "."))
+        elif isinstance(v, (str, int, float, bool)):
+            facts[key] = str(v).replace("|", "\\|")
+    return facts
 
 
 def _support(value: Any) -> str:
@@ -336,7 +363,7 @@ def _per_label_f1(metrics: Any) -> Optional[Tuple[str, Dict[str, Mapping[str, An
             if isinstance(pl, Mapping) and pl:
                 found.append((path or "metrics", pl))
             for k, v in node.items():
-                if k != "per_label" and isinstance(v, Mapping):
+                if k not in ("per_label", "by_objective") and isinstance(v, Mapping):
                     walk(v, f"{path} / {k}" if path else str(k))
 
     walk(metrics, "")

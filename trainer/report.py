@@ -302,7 +302,7 @@ def plot_f1_bars(label_names: Sequence[str], f1_default: np.ndarray, f1_model: n
     """Grouped horizontal bars per label: F1 at 0.5 and at the model's thresholds, support in the tick label."""
     n = len(label_names)
     order = np.argsort(-np.asarray(support), kind="stable")  # most frequent label on top
-    fig = _figure(9, max(2.5, 0.32 * n + 1.2))
+    fig = _figure(9, max(2.8, 0.32 * n + 1.6))
     ax = fig.subplots()
     ypos = np.arange(n)
     h = 0.4
@@ -314,7 +314,7 @@ def plot_f1_bars(label_names: Sequence[str], f1_default: np.ndarray, f1_model: n
     ax.set_xlim(0, 1)
     ax.set_xlabel("F1")
     ax.set_title("Per-label F1 at 0.5 and at the model's thresholds (n = support)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 if n < 8 else -0.06), ncol=2, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, folder, name, "f1_per_label", "Per-label F1", [label_names[i] for i in order],
@@ -370,7 +370,7 @@ def plot_cooccurrence(label_names: Sequence[str], counts: np.ndarray, folder: st
             for j in range(n):
                 ax.text(j, i, str(int(c[i, j])), ha="center", va="center", fontsize=6,
                         color="white" if c[i, j] < vmax ** 0.5 else "black")
-    ax.set_title(title + " (examples with both labels; diagonal: label count)", fontsize=9)
+    ax.set_title(title + "\n(examples with both labels; diagonal: examples with the label)", fontsize=9)
     cbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     cbar.ax.set_label("<colorbar>")
     fig.tight_layout()
