@@ -1,0 +1,441 @@
+"""mlb-batch end to end with a tiny exported model: formats, rows in == rows out, cron safety."""
+
+import csv
+import gzip
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from batch.cli import main
+from batch.pipeline import BatchJob, BatchOptions, parse_thresholds
+from batch.errors import UsageError
+from batch.runtime import Predictor, load_model
+
+REPO = Path(__file__).resolve().parent.parent
+TEXTS = [
+    "i am so happy today !",
+    "what a terrible awful day",
+    "wow , i love this",
+    "he was not very glad that day . she was scared and afraid",
+    "no",
+    "yes yes yes what a great win",
+]
+
+
+def run(args, model=None, input=None, env=None):
+    runner = CliRunner()
+    full = list(args) + (["-m", str(model)] if model else [])
+    return runner.invoke(main, full, input=input, env=env, catch_exceptions=False)
+
+
+def records(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def expected(varied_onnx):
+    """Reference probabilities: every text on its own (no batching)."""
+    model = load_model(str(varied_onnx), "cpu", threads=1)
+    predictor = Predictor(model, 8192)
+    pre = model.header.preprocessing
+    return {t: predictor.predict(pre.apply([t]))[0] for t in TEXTS}
+
+
+def check_scores(recs, texts, expected):
+    assert len(recs) == len(texts)
+    for rec, text in zip(recs, texts):
+        got = np.array(list(rec["scores"].values()))
+        np.testing.assert_allclose(got, expected[text], atol=1e-4)
+
+
+# ---- formats --------------------------------------------------------------------------
+
+
+def _write(path: Path, fmt: str, texts, gz=False):
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["id", "text"])
+        w.writerows([[f"r{i}", t] for i, t in enumerate(texts)])
+        data = buf.getvalue()
+    elif fmt == "tsv":
+        data = "id\ttext\n" + "".join(f"r{i}\t{t}\n" for i, t in enumerate(texts))
+    elif fmt in ("jsonl", "ndjson"):
+        data = "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    else:
+        data = "".join(t + "\n" for t in texts)
+    raw = data.encode("utf-8")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "ndjson", "txt"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_every_format_and_gzip(tmp_path, varied_onnx, expected, fmt, gz):
+    path = _write(tmp_path / (f"in.{fmt}" + (".gz" if gz else "")), fmt, TEXTS, gz)
+    result = run([str(path)], varied_onnx)
+    assert result.exit_code == 0, result.output
+    recs = records(result.stdout)
+    check_scores(recs, TEXTS, expected)
+    if fmt == "txt":
+        assert [r["row"] for r in recs] == list(range(1, len(TEXTS) + 1))
+    else:
+        assert [r["id"] for r in recs] == [f"r{i}" for i in range(len(TEXTS))]
+    assert "6 rows, 0 errors" in result.stderr and "CPUExecutionProvider" in result.stderr
+
+
+def test_stdin_plain_text_and_stdout(varied_onnx, expected):
+    result = run(["-"], varied_onnx, input="\n".join(TEXTS) + "\n")
+    assert result.exit_code == 0, result.output
+    check_scores(records(result.stdout), TEXTS, expected)
+
+
+def test_stdin_with_format_and_model_from_env(varied_onnx, expected):
+    data = "".join(json.dumps({"text": t, "ID": i}) + "\n" for i, t in enumerate(TEXTS))
+    result = run(["-", "--format", "jsonl"], input=data, env={"MLB_MODEL": str(varied_onnx)})
+    assert result.exit_code == 0, result.output
+    recs = records(result.stdout)
+    assert [r["ID"] for r in recs] == list(range(len(TEXTS)))  # JSON ids pass through as numbers
+    check_scores(recs, TEXTS, expected)
+
+
+def test_order_kept_across_chunks_and_batches(tmp_path, varied_onnx, expected):
+    texts = [TEXTS[i % len(TEXTS)] for i in range(500)]
+    path = _write(tmp_path / "in.csv", "csv", texts)
+    result = run([str(path), "--chunk-size", "37", "--token-budget", "128"], varied_onnx)
+    assert result.exit_code == 0, result.output
+    recs = records(result.stdout)
+    assert [r["id"] for r in recs] == [f"r{i}" for i in range(500)]
+    check_scores(recs, texts, expected)
+
+
+def test_id_columns_repeatable_and_text_column(tmp_path, varied_onnx, expected):
+    path = tmp_path / "in.csv"
+    path.write_text("user,post,body\nu1,p1,i am so happy today !\nu2,p2,no\n")
+    result = run([str(path), "--id-column", "user", "--id-column", "post"], varied_onnx)
+    assert result.exit_code == 0, result.output
+    recs = records(result.stdout)
+    assert [(r["user"], r["post"]) for r in recs] == [("u1", "p1"), ("u2", "p2")]
+    check_scores(recs, [TEXTS[0], "no"], expected)
+
+
+def test_unknown_text_column_lists_the_columns(tmp_path, varied_onnx):
+    path = tmp_path / "in.csv"
+    path.write_text("a,b\nx,y\n")
+    result = run([str(path)], varied_onnx)
+    assert result.exit_code == 2
+    assert "columns are: a, b" in result.stderr and "--text-column" in result.stderr
+    result = run([str(path), "--text-column", "nope"], varied_onnx)
+    assert result.exit_code == 2 and "no column 'nope'" in result.stderr
+
+
+def test_headerless_tsv_with_text_column_like_goemotions(tmp_path, varied_onnx, expected):
+    path = tmp_path / "g.tsv"
+    path.write_text("".join(f"{t}\t27\tid{i}\n" for i, t in enumerate(TEXTS)))
+    result = run([str(path), "--text-column", "column_1", "--id-column", "column_3"], varied_onnx)
+    assert result.exit_code == 0, result.output
+    recs = records(result.stdout)
+    assert [r["column_3"] for r in recs] == [f"id{i}" for i in range(len(TEXTS))]
+    check_scores(recs, TEXTS, expected)
+
+
+# ---- bad rows: rows in == rows out ----------------------------------------------------
+
+
+def test_each_kind_of_bad_row_gets_an_error_record(tmp_path, varied_onnx):
+    csv_path = tmp_path / "bad.csv"
+    csv_path.write_bytes(
+        b"id,text\n"
+        b"1,i am so happy today !\n"
+        b"2,\n"  # empty text
+        b"3,one,too,many\n"  # ragged
+        b"4,caf\xe9 latin-1 bytes\n"  # not UTF-8
+        b"5,   \n"  # whitespace only
+        b"6,no\n"
+    )
+    result = run([str(csv_path)], varied_onnx)
+    assert result.exit_code == 3, result.output
+    recs = records(result.stdout)
+    assert [r["id"] if "labels" in r else r["row"] for r in recs] == ["1", 2, 3, 4, 5, "6"]
+    assert recs[1]["error"] == "empty text"
+    assert "expected 2 fields" in recs[2]["error"]
+    assert "UTF-8" in recs[3]["error"]
+    assert "6 rows, 4 errors" in result.stderr
+
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"text": "yes"}\n{"text": \n{"body": "no text key"}\n{"text": null}\n{"text": ["a"]}\n[1]\n{"text": "no"}\n')
+    result = run([str(jsonl)], varied_onnx)
+    assert result.exit_code == 3
+    recs = records(result.stdout)
+    assert len(recs) == 7
+    assert [r["row"] for r in recs] == list(range(1, 8))
+    assert "malformed JSON" in recs[1]["error"]
+    assert recs[2]["error"] == "no 'text' field"
+    assert "null" in recs[3]["error"] and "not text" in recs[4]["error"]
+    assert "object" in recs[5]["error"]
+    assert "labels" in recs[0] and "labels" in recs[6]
+
+
+def test_bom_crlf_and_quoted_newlines(tmp_path, varied_onnx, expected):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        "\ufeffid,text\r\n1,i am so happy today !\r\n2,\"what a terrible\nawful day\"\r\n3,no\r\n".encode("utf-8")
+    )
+    result = run([str(path)], varied_onnx)
+    assert result.exit_code == 0, result.output
+    recs = records(result.stdout)
+    assert [r["id"] for r in recs] == ["1", "2", "3"]  # no BOM in the first column name
+    check_scores([recs[0], recs[2]], [TEXTS[0], "no"], expected)
+    np.testing.assert_allclose(list(recs[1]["scores"].values()), expected[TEXTS[1]], atol=1e-4)  # newline ~ space
+
+
+def test_very_long_text(tmp_path, varied_onnx):
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps({"text": "love " * 200_000}) + "\n" + json.dumps({"text": "no"}) + "\n")
+    result = run([str(path)], varied_onnx)
+    assert result.exit_code == 0, result.output
+    assert len(records(result.stdout)) == 2
+
+
+def test_file_that_is_not_what_its_extension_says(tmp_path, varied_onnx):
+    path = tmp_path / "data.jsonl"
+    path.write_text("id,text\n1,hello\n")
+    result = run([str(path)], varied_onnx)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and "data.jsonl" in result.stderr and "--format" in result.stderr
+    assert "Traceback" not in result.output
+    gz = tmp_path / "fake.csv.gz"
+    gz.write_text("id,text\n1,hello\n")
+    result = run([str(gz)], varied_onnx)
+    assert result.exit_code == 1 and "not gzip" in result.stderr
+    result = run([str(tmp_path / "missing.csv")], varied_onnx)
+    assert result.exit_code == 1 and "no such file" in result.stderr
+
+
+# ---- thresholds, top-k, CSV output ------------------------------------------------------
+
+
+def test_thresholds_and_top_k(tmp_path, varied_onnx, expected):
+    path = _write(tmp_path / "in.jsonl", "jsonl", TEXTS)
+    names = ["anger", "joy", "sadness", "surprise"]
+    result = run([str(path), "--threshold", "0"], varied_onnx)
+    assert all(sorted(r["labels"]) == sorted(names) for r in records(result.stdout))
+    result = run([str(path), "-t", "1", "-t", "joy=0"], varied_onnx)
+    assert all(r["labels"] == ["joy"] for r in records(result.stdout))
+    result = run([str(path), "--threshold", "0", "--top-k", "2"], varied_onnx)
+    for rec, text in zip(records(result.stdout), TEXTS):
+        best = [names[i] for i in np.argsort(-expected[text])[:2]]
+        assert rec["labels"] == best and list(rec["scores"]) == best
+    result = run([str(path), "--no-scores"], varied_onnx)
+    assert all(set(r) == {"id", "labels"} for r in records(result.stdout))
+    model_thresholds = json.loads(run([str(path)], varied_onnx).stdout.splitlines()[0])
+    assert set(model_thresholds) == {"id", "labels", "scores"}
+    result = run([str(path), "-t", "nolabel=0.3"], varied_onnx)
+    assert result.exit_code == 2 and "no label 'nolabel'" in result.stderr
+    result = run([str(path), "-t", "1.5"], varied_onnx)
+    assert result.exit_code == 2
+
+
+def test_parse_thresholds():
+    t = parse_thresholds(["0.4", "b=0.1,c=0.9"], ["a", "b", "c"], [0.5, 0.5, 0.5])
+    assert np.allclose(t, [0.4, 0.1, 0.9])
+    with pytest.raises(UsageError):
+        parse_thresholds(["x"], ["a"], [0.5])
+
+
+def test_csv_output_file_escapes_formulas(tmp_path, varied_onnx):
+    path = tmp_path / "in.csv"
+    path.write_text("id,text\n=HYPERLINK(1),i am so happy today !\n@x,no\n")
+    out = tmp_path / "out.csv"
+    result = run([str(path), "-o", str(out)], varied_onnx)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [r["id"] for r in rows] == ["'=HYPERLINK(1)", "'@x"]
+    assert set(rows[0]) == {"id", "row", "labels", "anger", "joy", "sadness", "surprise", "error"}
+    assert result.stdout == ""
+
+
+# ---- cron safety ----------------------------------------------------------------------
+
+
+def test_lock_held_exits_with_its_own_code(tmp_path, varied_onnx):
+    from batch.writers import OutputLock
+
+    path = _write(tmp_path / "in.csv", "csv", TEXTS)
+    out = tmp_path / "out.jsonl"
+    out.write_text("yesterday\n")
+    with OutputLock(str(out)):
+        result = run([str(path), "-o", str(out)], varied_onnx)
+    assert result.exit_code == 4
+    assert "another mlb-batch run" in result.stderr
+    assert out.read_text() == "yesterday\n"
+    assert run([str(path), "-o", str(out)], varied_onnx).exit_code == 0
+
+
+def test_failure_mid_run_keeps_previous_output(tmp_path, varied_onnx):
+    texts = [TEXTS[i % len(TEXTS)] for i in range(100)]
+    path = _write(tmp_path / "in.csv", "csv", texts)
+    out = tmp_path / "out.jsonl"
+    out.write_text("yesterday\n")
+    job = BatchJob(BatchOptions(input=str(path), output=str(out), model=str(varied_onnx), chunk_size=10, device="cpu"))
+    job.prepare()
+
+    def boom(chunk_index):
+        if chunk_index == 3:
+            raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        job.run(after_chunk=boom)
+    assert out.read_text() == "yesterday\n"
+    assert len((tmp_path / "out.jsonl.partial").read_text().splitlines()) == 30
+
+
+def test_bad_model_fails_before_output_is_touched(tmp_path, varied_onnx):
+    path = _write(tmp_path / "in.csv", "csv", TEXTS)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    out = tmp_path / "out.jsonl"
+    out.write_text("yesterday\n")
+    result = run([str(path), "-o", str(out), "-m", str(bad)])
+    assert result.exit_code == 1 and "bad.onnx" in result.stderr
+    assert out.read_text() == "yesterday\n"
+    assert not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_no_model_is_a_usage_error_saying_how_to_get_one(tmp_path):
+    path = _write(tmp_path / "in.csv", "csv", TEXTS)
+    result = run([str(path)], env={"MLB_MODEL": ""})
+    assert result.exit_code == 2
+    assert "MLB_MODEL" in result.stderr and "mlb-export" in result.stderr
+
+
+def test_device_cuda_fails_clearly_here(tmp_path, varied_onnx):
+    path = _write(tmp_path / "in.csv", "csv", TEXTS)
+    result = run([str(path), "--device", "cuda"], varied_onnx)
+    if result.exit_code == 0:
+        pytest.skip("this machine has a working CUDA provider")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: --device cuda") and result.stderr.count("\n") == 1
+    assert result.stdout == ""
+
+
+KILLER = """
+import os, signal, sys
+from batch.pipeline import BatchJob, BatchOptions
+job = BatchJob(BatchOptions(input=sys.argv[1], output=sys.argv[2], model=sys.argv[3], chunk_size=int(sys.argv[4]),
+                            device="cpu", threads=1, resume=sys.argv[6] == "1"))
+job.prepare()
+def hook(i):
+    if i == int(sys.argv[5]):
+        with open(sys.argv[2] + ".partial", "ab") as f:
+            f.write(b'{"torn": ')   # a record half-written after the last checkpoint
+        os.kill(os.getpid(), signal.SIGKILL)
+job.run(after_chunk=hook)
+"""
+
+
+def _python(args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_resume_after_sigkill_gives_identical_bytes(tmp_path, varied_onnx):
+    texts = [TEXTS[(i * 7) % len(TEXTS)] + (" !" * (i % 5)) for i in range(300)]
+    source = _write(tmp_path / "in.csv", "csv", texts)
+    source.write_text(source.read_text().replace("\nr7,", "\nr7,\"\"\nr7b,", 1))  # an error row too
+    reference = tmp_path / "reference.jsonl"
+    done = _python(["-c", KILLER, str(source), str(reference), str(varied_onnx), "25", "-1", "0"])
+    assert done.returncode == 0, done.stderr
+
+    out = tmp_path / "out.jsonl"
+    out.write_text("yesterday\n")
+    killed = _python(["-c", KILLER, str(source), str(out), str(varied_onnx), "25", "4", "0"])
+    assert killed.returncode == -signal.SIGKILL
+    assert out.read_text() == "yesterday\n"
+    progress = json.loads((tmp_path / "out.jsonl.progress").read_text())
+    assert progress["rows_done"] == 100
+
+    resumed = CliRunner().invoke(
+        main, [str(source), "-o", str(out), "-m", str(varied_onnx), "--chunk-size", "25", "--threads", "1",
+               "--device", "cpu", "--resume"], catch_exceptions=False,
+    )
+    assert resumed.exit_code == 3, resumed.output  # the empty row
+    assert "resuming after row 100" in resumed.stderr and "(resumed after row 100)" in resumed.stderr
+    assert out.read_bytes() == reference.read_bytes()
+    assert not (tmp_path / "out.jsonl.partial").exists() and not (tmp_path / "out.jsonl.progress").exists()
+
+
+def test_resume_with_changed_settings_starts_over(tmp_path, varied_onnx):
+    source = _write(tmp_path / "in.csv", "csv", TEXTS * 10)
+    out = tmp_path / "out.jsonl"
+    killed = _python(["-c", KILLER, str(source), str(out), str(varied_onnx), "10", "2", "0"])
+    assert killed.returncode == -signal.SIGKILL
+    result = run([str(source), "-o", str(out), "--chunk-size", "20", "--threads", "1", "--device", "cpu", "--resume"],
+                 varied_onnx)
+    assert result.exit_code == 0
+    assert "different settings; starting over" in result.stderr
+    assert len(out.read_text().splitlines()) == 60
+
+
+def test_sigterm_stops_cleanly_and_keeps_previous_output(tmp_path, varied_onnx):
+    texts = [TEXTS[i % len(TEXTS)] for i in range(200_000)]
+    source = _write(tmp_path / "in.txt", "txt", texts)
+    out = tmp_path / "out.jsonl"
+    out.write_text("yesterday\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batch", str(source), "-o", str(out), "-m", str(varied_onnx), "--chunk-size", "500",
+         "--device", "cpu"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 60
+    while not (tmp_path / "out.jsonl.progress").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert out.read_text() == "yesterday\n"
+
+
+def test_stdin_resume_is_a_usage_error(varied_onnx):
+    result = run(["-", "-o", "x.jsonl", "--resume"], varied_onnx, input="hi\n")
+    assert result.exit_code == 2 and "stdin" in result.stderr
+
+
+# ---- packaging ------------------------------------------------------------------------
+
+
+def test_cli_never_imports_torch_or_transformers(tmp_path, varied_onnx):
+    path = _write(tmp_path / "in.csv", "csv", TEXTS)
+    code = (
+        "import sys, batch, batch.cli, batch.pipeline, batch.runtime, batch.readers, batch.writers\n"
+        "try:\n"
+        f"    batch.cli.main([{str(path)!r}, '-m', {str(varied_onnx)!r}, '-o', {str(tmp_path / 'o.jsonl')!r}, '-q'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'optimum', 'onnx')]\n"
+        "print(bad)\n"
+    )
+    result = _python(["-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == len(TEXTS)
+
+
+def test_help_version_and_python_m(varied_onnx):
+    result = run(["-h"])
+    assert result.exit_code == 0 and "Examples:" in result.output and "Exit codes" in result.output
+    assert "0.1.0" in run(["--version"]).output
+    result = _python(["-m", "batch", "-", "-m", str(varied_onnx)], input="i am so happy\n")
+    assert result.returncode == 0, result.stderr
+    assert len(records(result.stdout)) == 1
+    assert "1 rows, 0 errors" in result.stderr
