@@ -56,7 +56,11 @@ def _yaml_scalar(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return repr(round(value, 6)) if value == value and abs(value) != float("inf") else "null"
-    return json.dumps(str(value), ensure_ascii=True)
+    # A JSON string is a YAML double-quoted scalar, except that YAML does not join JSON's
+    # surrogate pairs: keep characters as they are and escape only the unprintable ones.
+    text = json.dumps(str(value), ensure_ascii=False)
+    return "".join(c if c.isprintable() else (f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
+                   for c in text)
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:
