@@ -1,0 +1,158 @@
+"""mlb-eval end to end on tiny models: ONNX and its source checkpoint agree; comparisons, reports, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.eval_cli import main
+from trainer.evaluate import load_eval_model
+
+from test_report import png_size
+
+TEXTS = [
+    "i am so happy today", "this is terrible and i hate it", "wow i did not see that", "i cry",
+    "what a great day 😂", "oh no @someone http://example.com lost", "love love love", "mad mad mad",
+    "i am scared and afraid", "hello world", "yes we win", "that was awful", "not very good",
+    "smile and laugh 👍🏽", "tomorrow is a bad day", "she was shocked", "he is glad", "they lost it",
+    "you love me", "this is it", "oh wow what a surprise", "sad sad day", "great", "i hate tomorrow",
+]
+# Columns in another order than the model's labels (anger, joy, sadness, surprise): matched by name.
+COLUMNS = ["surprise", "joy", "anger", "sadness"]
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(3)
+    labels = (rng.random((len(TEXTS), len(COLUMNS))) < 0.4).astype(int)
+    labels[0] = [0, 1, 0, 0]
+    labels[1] = [1, 0, 1, 1]  # every label has both classes
+    path = tmp_path_factory.mktemp("eval") / "labelled.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text"] + COLUMNS)
+        for text, row in zip(TEXTS, labels):
+            writer.writerow([text] + list(row))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(varied_onnx) -> tuple:
+    """(checkpoint folder, the ONNX file exported from it)."""
+    return varied_onnx.parent / "checkpoint", varied_onnx
+
+
+def run(args, capsys):
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_onnx_and_its_checkpoint_agree(pair, data_csv, tmp_path, capsys):
+    checkpoint, onnx_file = pair
+    # Library level: the same probabilities (preprocessing applied on both paths: emoji, mentions, URLs).
+    p_ckpt = load_eval_model(str(checkpoint)).predict(TEXTS)
+    p_onnx = load_eval_model(str(onnx_file)).predict(TEXTS)
+    assert np.abs(p_ckpt - p_onnx).max() < 1e-4
+    assert p_ckpt.std() > 0.05  # the varied model tells texts apart, so agreement means something
+    assert np.abs(p_ckpt - 0.5).min() > 1e-3  # no row sits on the threshold, so thresholded metrics must match
+    results = []
+    for model in (checkpoint, onnx_file):
+        code, out, err = run([model, data_csv, "--json", tmp_path / f"{model.name}.json", "-q"], capsys)
+        assert code == 0, err
+        assert "samples Jaccard" in out and err == ""
+        results.append(json.loads((tmp_path / f"{model.name}.json").read_text()))
+    a, b = (r["models"][0] for r in results)
+    assert a["kind"] == "checkpoint" and b["kind"] == "onnx"
+    for setting in ("at_model_thresholds", "at_0.5"):
+        for key in ("samples_jaccard", "micro_f1", "macro_f1", "exact_match"):
+            assert a[setting][key] == b[setting][key], (setting, key)
+        for key in ("micro_roc_auc", "macro_roc_auc"):
+            assert a[setting][key] == pytest.approx(b[setting][key], abs=1e-3)
+        assert a[setting]["per_label"].keys() == b[setting]["per_label"].keys()
+    assert results[0]["rows"] == len(TEXTS)
+    # The data's columns were matched by name: supports follow the label, not the column position.
+    with open(data_csv, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for name in COLUMNS:
+        assert a["at_0.5"]["per_label"][name]["support"] == sum(int(r[name]) for r in rows)
+
+
+def test_two_models_side_by_side_with_deltas_and_report(pair, data_csv, tmp_path, capsys):
+    checkpoint, onnx_file = pair
+    report = tmp_path / "report"
+    code, out, err = run([checkpoint, onnx_file, data_csv, "--json", "-", "--report", report], capsys)
+    assert code == 0, err
+    data = json.loads(out)  # --json - : stdout holds only JSON
+    assert [m["kind"] for m in data["models"]] == ["checkpoint", "onnx"]
+    for key, value in data["deltas_b_minus_a"]["at_model_thresholds"].items():
+        if key != "per_label_f1":
+            assert value == pytest.approx(0.0, abs=1e-3), key
+    assert f"Scored {len(TEXTS)} rows" in err
+    text = (report / "report.md").read_text(encoding="utf-8")
+    assert "Per-label results" in text
+    plots = json.loads((report / "report_plots" / "plots.json").read_text())
+    per_label = [p for p in plots if p["kind"] == "f1_per_label"]
+    assert len(per_label) == 2  # one per model
+    for plot in plots:
+        assert png_size(report / "report_plots" / plot["file"]) == (plot["width"], plot["height"])
+        assert len(plot["labels"]) == 4
+    assert {p["n_axes"] for p in plots if p["kind"] == "f1_vs_threshold"} == {4}
+
+
+def test_table_on_stdout_for_one_model(pair, data_csv, capsys):
+    code, out, err = run([pair[1], data_csv], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"{data_csv}: {len(TEXTS)} rows, 4 labels"
+    assert any(line.split()[:2] == ["samples", "Jaccard"] for line in lines)
+    assert [line.split()[0] for line in lines[-4:]] == ["anger", "joy", "sadness", "surprise"]
+
+
+def test_list_layout_with_a_label_that_never_occurs(pair, tmp_path, capsys):
+    path = tmp_path / "list.jsonl"
+    rows = [{"text": t, "labels": ["joy"] if i % 2 else ["anger", "sadness"]} for i, t in enumerate(TEXTS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    code, out, err = run([pair[1], path, "--json", tmp_path / "r.json", "-q"], capsys)
+    assert code == 0, err
+    per_label = json.loads((tmp_path / "r.json").read_text())["models"][0]["at_0.5"]["per_label"]
+    assert per_label["surprise"]["support"] == 0
+    assert per_label["joy"]["support"] == len(TEXTS) // 2
+
+
+def test_label_mismatch_is_one_line_naming_both_sides(pair, tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("text,anger,happy,sadness,surprise\ni am happy,0,1,0,0\ni am mad,1,0,0,0\n", encoding="utf-8")
+    code, out, err = run([pair[1], path], capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"Error: {path}: labels do not match")
+    assert "missing from the data: joy" in err and "does not know: happy" in err
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d: d / "nothing.onnx", "model file not found"),
+    (lambda d: (d / "junk.onnx").write_bytes(b"\x00garbage" * 10) and d / "junk.onnx", "not a readable ONNX model"),
+    (lambda d: d, "no config.json"),
+])
+def test_bad_models_are_one_line_errors(make, expected, data_csv, tmp_path, capsys):
+    code, out, err = run([make(tmp_path), data_csv], capsys)
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("Error: ") and expected in err
+
+
+def test_usage(capsys):
+    code, out, err = run(["a", "b", "c", "d"], capsys)
+    assert code == 2 and "give MODEL DATA or MODEL MODEL2 DATA" in err
+    code, out, _ = run(["--help"], capsys)
+    first_block = out.split("on labelled data.", 1)[1].strip().split("\n\n")[0]
+    assert code == 0 and "mlb-eval model.onnx data/goemotions/test.tsv" in first_block  # help opens with an example
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and "mlb-eval" in out
