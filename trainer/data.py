@@ -270,6 +270,20 @@ def _column_is_label_list(table: _Table, column: str) -> bool:
     return seen
 
 
+def _looks_wide(table: _Table, rest: List[str], list_hinted: bool) -> bool:
+    """Wide when every leftover column is 0/1, or (several columns, no list hint) most of them are.
+
+    The second case sends a wide file with one bad value to the wide reader, whose error
+    names the bad cell, instead of misreading a 0/1 column as a list of ids.
+    """
+    boolean = sum(_column_is_boolean(table, c) for c in rest)
+    if len(rest) == 1:
+        return boolean == 1 and not list_hinted
+    if boolean == len(rest):
+        return True
+    return not list_hinted and boolean * 2 >= len(rest)
+
+
 # --------------------------------------------------------------------------- label parsing
 
 
@@ -368,9 +382,7 @@ def _labelled_from_table(
         named_list = [c for c in rest if c.lower() in LABEL_COLUMN_NAMES]
         if layout == "wide":
             wide_cols = rest
-        elif layout == "auto" and all(_column_is_boolean(table, c) for c in rest) and not (
-            len(rest) == 1 and (label_names or named_list)
-        ):
+        elif layout == "auto" and _looks_wide(table, rest, bool(label_names or named_list)):
             wide_cols = rest
         elif named_list:
             list_col = named_list[0]

@@ -271,15 +271,25 @@ def _eval_schedule(n_train: int, opts: TrainOptions) -> Dict[str, int]:
     return {"steps_per_epoch": steps_per_epoch, "total_steps": total, "eval_steps": every}
 
 
+def _last_checkpoint(folder: str) -> Optional[str]:
+    """The ``checkpoint-N`` subfolder with the highest N (what the Trainer resumes from)."""
+    if not os.path.isdir(folder):
+        return None
+    steps = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit() and os.path.isdir(path):
+            steps.append((int(name[len("checkpoint-"):]), path))
+    return max(steps)[1] if steps else None
+
+
 def _prepare_output(opts: TrainOptions) -> Optional[str]:
     """Check the output folder; returns the checkpoint to resume from, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     out = opts.output
     ckdir = os.path.join(out, CHECKPOINTS_DIR)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{out}: the output path is a file, not a folder")
-    last = get_last_checkpoint(ckdir) if os.path.isdir(ckdir) else None
+    last = _last_checkpoint(ckdir)
     if opts.resume:
         if last is None:
             raise UsageError(f"{out}: --resume found no checkpoint in {ckdir} to continue from")
