@@ -1,0 +1,162 @@
+"""``mlb-export``: a thin click layer over ``exporter.export.export_model``.
+
+Library errors (``batch.errors.MlbError``) become one ``Error: ...`` line and their exit
+code; ``MLB_RAISE_ERRORS=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, List, Optional
+
+import click
+
+from batch.errors import MlbError
+
+from . import __version__
+from .quantize import OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _raise_errors() -> bool:
+    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
+
+
+def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[List[str]]:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter("give comma-separated label column names")
+    return names
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="mlb-export")
+@click.argument("model_dir", type=click.Path(file_okay=True, dir_okay=True))
+@click.argument("output", metavar="OUT.onnx", type=click.Path(dir_okay=True))
+@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="none", show_default=True,
+              help="int8: dynamic int8 quantization (about a quarter of the size, ~2x faster on CPU), gated on accuracy.")
+@click.option("--quantize-config", type=click.Choice(QUANTIZE_CONFIGS),
+              help="int8 kernel preset for the serving CPU (default: picked from this CPU's flags).")
+@click.option("--optimize", type=click.Choice(OPTIMIZE_LEVELS),
+              help="optimum graph optimization level. O1/O2 fuse operators (checked exactly); O3 adds an approximate "
+                   "GELU; O4 is fp16 for CUDA GPUs only.")
+@click.option("--opset", type=int, help="ONNX opset (default: optimum's for the architecture, 14 for BERT).")
+@click.option("--max-length", type=int, help="Longest input in tokens stored in the file (default: the checkpoint's).")
+@click.option("--validate-on", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Labelled file (any layout mlb-train reads) to verify on; default: a built-in sample of 32 texts.")
+@click.option("--validate-limit", type=int, metavar="N", help="Verify on the first N rows of --validate-on.")
+@click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+              help="--validate-on format when the extension does not say.")
+@click.option("--header/--no-header", default=None, help="Whether --validate-on has a header row (default: detect).")
+@click.option("--text-column", metavar="NAME|N", help="--validate-on text column (default: detect).")
+@click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
+              help="--validate-on label layout: wide (one 0/1 column per label) or list (one column of names/ids).")
+@click.option("--labels", "label_columns", callback=_split_labels, metavar="A,B,C",
+              help="Wide layout: the label columns.")
+@click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
+@click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
+              help="List layout with integer ids: the id of the model's first label (1 for XED).")
+@click.option("--max-f1-drop", type=float, default=1.0, show_default=True,
+              help="Quantized/approximate files: largest allowed micro-F1 drop against PyTorch, in points.")
+@click.option("--max-macro-f1-drop", type=float, default=1.5, show_default=True,
+              help="Largest allowed macro-F1 drop, in points.")
+@click.option("--max-jaccard-drop", type=float, default=1.0, show_default=True,
+              help="Largest allowed samples-Jaccard drop, in points.")
+@click.option("--force", is_flag=True, help="Write a quantized/approximate file even when it fails the accuracy gate.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def cli(**kwargs: Any) -> None:
+    """Export a trained checkpoint to ONE ONNX file that mlb-batch needs nothing beside.
+
+    \b
+    Export and check against the PyTorch model on a built-in sample:
+      mlb-export run/ model.onnx
+    \b
+    int8 for CPU serving, gated on F1 measured on labelled data (GoEmotions test):
+      mlb-export run/ model-int8.onnx --quantize int8 \\
+        --validate-on data/goemotions/test.tsv --no-header --layout list --label-column 2
+    \b
+    Any Hugging Face checkpoint with problem_type "multi_label_classification":
+      mlb-export path/to/hf-checkpoint model.onnx --max-length 256
+
+    The file's metadata carries labels, thresholds, preprocessing, max length, the
+    tokenizer and provenance (docs/MODEL_FORMAT.md). Every export is verified: fp32 must
+    match PyTorch within 1e-4 with the same decisions; int8 must not lose more than the
+    --max-*-drop limits on --validate-on data (else refused unless --force). The file is
+    written to a temporary name beside OUT.onnx and renamed, so a reader never sees half
+    a file and a failed export keeps the previous one.
+    """
+    from .export import export_model
+    from .validate import GateLimits
+
+    quiet = kwargs["quiet"]
+    validate_options = {
+        "format": kwargs["format_"],
+        "header": kwargs["header"],
+        "text_column": kwargs["text_column"],
+        "layout": kwargs["layout"],
+        "label_columns": kwargs["label_columns"],
+        "label_column": kwargs["label_column"],
+        "label_id_base": kwargs["label_id_base"],
+    }
+    validate_options = {k: val for k, val in validate_options.items() if val is not None}
+    if kwargs["validate_on"] is None:
+        used = [k for k in ("format_", "header", "text_column", "label_columns", "label_column", "validate_limit")
+                if kwargs[k] is not None]
+        if used:
+            raise click.UsageError(f"--{used[0].rstrip('_').replace('_', '-')} needs --validate-on FILE")
+    limits = GateLimits(
+        max_micro_f1_drop=kwargs["max_f1_drop"],
+        max_macro_f1_drop=kwargs["max_macro_f1_drop"],
+        max_jaccard_drop=kwargs["max_jaccard_drop"],
+    )
+    result = export_model(
+        kwargs["model_dir"],
+        kwargs["output"],
+        quantize=kwargs["quantize"],
+        quantize_config=kwargs["quantize_config"],
+        optimize=kwargs["optimize"],
+        opset=kwargs["opset"],
+        max_length=kwargs["max_length"],
+        validate_on=kwargs["validate_on"],
+        validate_options=validate_options,
+        validate_limit=kwargs["validate_limit"],
+        limits=limits,
+        force=kwargs["force"],
+        echo=None if quiet else (lambda line: click.echo(line, err=True)),
+    )
+    if not quiet:
+        click.echo(f"{result.path}\t{result.size_bytes} bytes\t{len(result.header.label_names)} labels\t"
+                   f"{result.header.quantization.get('mode', 'none')}")
+
+
+def main(args: Optional[List[str]] = None, prog_name: str = "mlb-export") -> None:
+    """Console entry point: user errors become one line and an exit code, not a traceback."""
+    try:
+        argv = list(sys.argv[1:] if args is None else args)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except MlbError as exc:
+        if _raise_errors():
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; the previous output file (if any) is unchanged.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the catch-all: one line, with the way to see more
+        if _raise_errors():
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"Error: {type(exc).__name__}: {first} (set MLB_RAISE_ERRORS=1 for the traceback)", err=True)
+        sys.exit(1)
