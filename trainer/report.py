@@ -287,7 +287,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], folder: str, name: str = 
         points = [(e["epoch"], e["eval_" + key]) for e in history if _num(e.get("eval_" + key)) and _num(e.get("epoch"))]
         ax_metric.plot(*zip(*points), "o-", label=names[key])
     ax_metric.set_xlabel("epoch")
-    ax_metric.set_title("Validation metrics (model thresholds during training)")
+    ax_metric.set_title("Validation metrics (threshold 0.5)")
     if metric_keys:
         ax_metric.legend()
     else:
