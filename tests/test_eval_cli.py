@@ -156,3 +156,31 @@ def test_usage(capsys):
     assert code == 0 and "mlb-eval model.onnx data/goemotions/test.tsv" in first_block  # help opens with an example
     code, out, _ = run(["--version"], capsys)
     assert code == 0 and "mlb-eval" in out
+
+
+def test_plain_hf_checkpoint_without_mlb_json(tiny_checkpoint, data_csv, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "plain"
+    shutil.copytree(tiny_checkpoint, folder)
+    (folder / "mlb.json").unlink()
+    model = load_eval_model(str(folder))
+    assert model.label_names == ["anger", "joy", "sadness", "surprise"]  # from config.json id2label
+    assert model.thresholds == [0.5] * 4 and model.preprocessing.is_identity
+    code, out, err = run([folder, data_csv, "--json", tmp_path / "r.json", "-q"], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())["models"][0]
+    assert result["at_model_thresholds"]["micro_f1"] == result["at_0.5"]["micro_f1"]
+
+
+def test_single_label_checkpoint_is_refused(tiny_checkpoint, data_csv, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "single"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["problem_type"] = "single_label_classification"
+    (folder / "config.json").write_text(json.dumps(config))
+    code, out, err = run([folder, data_csv], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "single_label_classification model, not a multi-label (sigmoid) classifier" in err
