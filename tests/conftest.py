@@ -117,38 +117,26 @@ def shared_data() -> Path:
 
 
 def export_tiny_onnx(checkpoint: Path, folder: Path, name: str = "model.onnx") -> Path:
-    """Export a checkpoint to one ONNX file with an mlb header (optimum + onnx).
+    """Export a checkpoint to one ONNX file with an mlb header, the way users do (mlb-export).
 
-    The only place tests make ONNX files, so switching to ``exporter.export.export_model``
-    is a one-function change.
+    The only place tests make ONNX files; ``exporter.export.export_model`` also verifies
+    the file against PyTorch on its built-in sample before writing it. A copy without the
+    mlb header is left at ``folder/optimum/model.onnx`` (what a plain optimum export gives)
+    for tests of headerless files.
     """
-    import json as _json
-
     import onnx
-    from optimum.exporters.onnx import main_export
 
-    from batch.modelfile import CheckpointConfig, ModelHeader, attach_header
+    from exporter.export import export_model
 
-    raw_dir = folder / "optimum"
-    main_export(
-        str(checkpoint),
-        output=str(raw_dir),
-        task="text-classification",
-        do_validation=False,
-        local_files_only=True,
-    )
-    model = onnx.load(str(raw_dir / "model.onnx"))
-    input_names = [i.name for i in model.graph.input]
-    tokenizer_json = (checkpoint / "tokenizer.json").read_text(encoding="utf-8")
-    _json.loads(tokenizer_json)
-    header = ModelHeader.from_checkpoint_config(
-        CheckpointConfig.load(str(checkpoint)), tokenizer_json, input_names,
-        output_name=model.graph.output[0].name,
-        provenance={"made_by": "tests/conftest.py export_tiny_onnx"},
-    )
-    attach_header(model, header)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    onnx.save(model, str(path))
+    export_model(str(checkpoint), str(path))
+    headerless = onnx.load(str(path))
+    kept = [p for p in headerless.metadata_props if p.key != "mlb"]
+    del headerless.metadata_props[:]
+    headerless.metadata_props.extend(kept)
+    (folder / "optimum").mkdir(exist_ok=True)
+    onnx.save(headerless, str(folder / "optimum" / "model.onnx"))
     return path
 
 
