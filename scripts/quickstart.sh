@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The main job end to end in a few minutes on a CPU: train -> export (int8, checked) -> classify a file -> evaluate.
+#
+#   scripts/quickstart.sh                       # GoEmotions from ../shared/data/goemotions, 2,000 training rows
+#   scripts/quickstart.sh --dataset sem_eval_2018_task_1 --dataset-config subtask5.english   # any mlb-train data options
+#
+# Everything lands in runs/quickstart/. Set MLB_QUICKSTART_ROWS to train on more rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+OUT=runs/quickstart
+DATA=${MLB_GOEMOTIONS:-../shared/data/goemotions}
+ROWS=${MLB_QUICKSTART_ROWS:-2000}
+mkdir -p "$OUT"
+
+if [ "$#" -gt 0 ]; then
+  DATA_OPTIONS=("$@")
+  CLASSIFY_INPUT=""
+else
+  DATA_OPTIONS=(--train "$DATA/train.tsv" --validation "$DATA/dev.tsv" --test "$DATA/test.tsv"
+                --label-names "$DATA/emotions.txt")
+  CLASSIFY_INPUT="$DATA/test.tsv"
+fi
+
+run() { printf '\n$ %s\n' "$*" >&2; "$@"; }
+
+run $BIN/mlb-train "${DATA_OPTIONS[@]}" --limit-train "$ROWS" --limit-eval 1000 --epochs 2 \
+    -o "$OUT/model" --overwrite
+run $BIN/mlb-export "$OUT/model" "$OUT/model.onnx"
+run $BIN/mlb-export "$OUT/model" "$OUT/model.int8.onnx" --quantize int8
+if [ -n "$CLASSIFY_INPUT" ]; then
+  run $BIN/mlb-batch "$CLASSIFY_INPUT" --model "$OUT/model.int8.onnx" --text-column column_1 --id-column column_3 \
+      -o "$OUT/test-labels.jsonl" || [ $? -eq 3 ]
+  printf '\nFirst records of %s:\n' "$OUT/test-labels.jsonl" >&2
+  head -n 3 "$OUT/test-labels.jsonl"
+  run $BIN/mlb-eval "$OUT/model.int8.onnx" "$DATA/test.tsv" --label-names "$DATA/emotions.txt"
+fi
