@@ -453,8 +453,11 @@ def _export(info: CheckpointInfo, output: str, tmp_out: str, quantize: str, conf
                 current_dir, current_file = os.path.dirname(qz["path"]), os.path.basename(qz["path"])
                 quantization = {k: val for k, val in qz.items() if k != "path"}
             variant = " ".join([quantization["mode"] if quantization["mode"] != "none" else "fp32"] + variant_parts)
+            final_path = os.path.join(current_dir, current_file)
+            # Optimizers may rewrite the graph's inputs: the header names the final graph's.
+            input_names, _ = _graph_io(onnx.load(final_path, load_external_data=False))
             header = make_header(quantization)
-            _save_with_header(os.path.join(current_dir, current_file), tmp_out, header)
+            _save_with_header(final_path, tmp_out, header)
             exact = quantize == "none" and optimize in ("O1", "O2")
             report = v.compare(reference, v.onnx_probabilities(tmp_out, texts), config.thresholds,
                                kind=EXACT if exact else LOSSY, variant=variant, source=source, y_true=y_true,
