@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.errors import MlbError, ModelFileError, UsageError
+from batch.errors import MlbError, UsageError
 from batch.modelfile import ModelHeader
 from conftest import REPO_ROOT, TINY_LABELS, write_varied_checkpoint
 
