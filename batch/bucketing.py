@@ -23,10 +23,11 @@ from .errors import UsageError
 # Padded lengths are multiples of this. 8 keeps padding under 8 tokens per row while
 # giving at most max_length/8 shapes (16 for 128 tokens).
 DEFAULT_MULTIPLE = 8
-# Budget in padded tokens per batch. On a CPU the time per token is flat beyond a
-# few thousand tokens, and 8192 int64 ids with a 384-wide MiniLM keep activations to
-# tens of MB. GPUs prefer more; --token-budget / MLB_TOKEN_BUDGET raise it.
-DEFAULT_TOKEN_BUDGET_CPU = 8192
+# Budget in padded tokens per batch. On a CPU the time per token is flat from about a
+# thousand tokens on, while onnxruntime's memory grows with the batch: with the int8
+# MiniLM, 2048 tokens peaked at ~210 MiB resident and 8192 at ~530 MiB for no gain
+# (2 cores, AVX-512). GPUs want far larger batches; --token-budget / MLB_TOKEN_BUDGET.
+DEFAULT_TOKEN_BUDGET_CPU = 2048
 DEFAULT_TOKEN_BUDGET_CUDA = 65536
 # Very short texts would otherwise make batches of thousands of rows.
 DEFAULT_MAX_BATCH_ROWS = 512

@@ -236,7 +236,7 @@ class BatchJob:
         self._check_options()
         o = self.options
         model = load_model(o.model, o.device, o.threads)
-        budget = o.token_budget or default_token_budget(model.provider)
+        budget = o.token_budget or default_token_budget(model.provider, model.header.max_length)
         predictor = Predictor(model, budget)
         predictor.warm_up()
         self.thresholds = parse_thresholds(o.thresholds, model.header.label_names, model.header.thresholds)

@@ -25,7 +25,14 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, bucket_lengths, make_batches
+from .bucketing import (
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_MULTIPLE,
+    DEFAULT_TOKEN_BUDGET_CPU,
+    DEFAULT_TOKEN_BUDGET_CUDA,
+    bucket_lengths,
+    make_batches,
+)
 from .encoder import EncodedChunk, Encoder
 from .errors import MlbError, ModelFileError, UsageError
 from .modelfile import ModelHeader
@@ -332,8 +339,8 @@ class Predictor:
             )
 
 
-def default_token_budget(provider: str) -> int:
-    from .bucketing import DEFAULT_TOKEN_BUDGET_CPU, DEFAULT_TOKEN_BUDGET_CUDA
-
-    return DEFAULT_TOKEN_BUDGET_CUDA if provider == CUDA else DEFAULT_TOKEN_BUDGET_CPU
+def default_token_budget(provider: str, max_length: int = 0) -> int:
+    """The device's default budget, at least one row at the model's maximum length."""
+    budget = DEFAULT_TOKEN_BUDGET_CUDA if provider == CUDA else DEFAULT_TOKEN_BUDGET_CPU
+    return max(budget, int(max_length))
 
