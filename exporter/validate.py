@@ -142,6 +142,10 @@ class ValidationReport:
             hard = self.changed_decisions - self.borderline_changes
             rows.append(("label decisions changed", f"{self.changed_decisions} ({self.borderline_changes} borderline)",
                          "0 (not borderline)", _ok(hard == 0)))
+            if self.drops is not None:
+                for key, name in (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("samples_jaccard", "samples-Jaccard")):
+                    rows.append((f"{name} torch -> {self.variant}",
+                                 f"{self.reference_metrics[key]:.4f} -> {self.candidate_metrics[key]:.4f}", "", "info"))
         else:
             rows.append(("max |p_onnx - p_torch|", f"{self.max_abs_diff:.2e}", "", "info"))
             cells = max(1, self.rows * self.labels)
@@ -243,10 +247,11 @@ def compare(
         hard = report.changed_decisions - report.borderline_changes
         if hard:
             report.failures.append(f"{hard} label decisions differ from PyTorch")
-    else:
+    if y_true is not None:
+        report.reference_metrics = _metrics(y_true, reference, thresholds)
+        report.candidate_metrics = _metrics(y_true, candidate, thresholds)
+    if kind != EXACT:
         if y_true is not None:
-            report.reference_metrics = _metrics(y_true, reference, thresholds)
-            report.candidate_metrics = _metrics(y_true, candidate, thresholds)
             drops = report.drops or {}
             for key, name, limit, flag in (
                 ("micro_f1", "micro-F1", limits.max_micro_f1_drop, "--max-f1-drop"),

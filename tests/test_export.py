@@ -523,3 +523,23 @@ def test_packaged_base_model_fp32_and_int8(tmp_path):
     assert 0.2 < int8.size_bytes / fp32.size_bytes < 0.35
     assert int8.reports[1].max_abs_diff < 0.05
     assert int8.header.max_length == 512  # no mlb.json: min(512, positions 512, tokenizer 512)
+
+
+def test_validate_on_headerless_list_layout_with_ids(varied_checkpoint, tmp_path, capsys):
+    """GoEmotions-shaped file (no header; text, comma-separated label ids, row id) via the CLI."""
+    texts = _texts(30, seed=7)
+    rng = np.random.default_rng(7)
+    lines = []
+    for i, text in enumerate(texts):
+        ids = sorted(set(int(x) for x in rng.integers(0, 4, size=int(rng.integers(1, 3)))))
+        lines.append(f"{text}\t{','.join(map(str, ids))}\tr{i}")
+    data = tmp_path / "test.tsv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "m.onnx"
+    code, stdout, err = _run_cli([varied_checkpoint, out, "--validate-on", data, "--validate-limit", 25], capsys)
+    assert code == 0, err
+    assert "micro-F1 torch -> fp32" in err
+    (check,) = ModelHeader.from_metadata(_metadata(out)).provenance["validation"]
+    assert check["rows"] == 25 and check["passed"]
+    assert check["metrics"] == pytest.approx(check["reference_metrics"], abs=1e-6)
+    assert stdout.startswith(f"{out}\t")
