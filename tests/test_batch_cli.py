@@ -439,3 +439,23 @@ def test_help_version_and_python_m(varied_onnx):
     assert result.returncode == 0, result.stderr
     assert len(records(result.stdout)) == 1
     assert "1 rows, 0 errors" in result.stderr
+
+
+def _peak_rss_mib(args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "batch", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()
+    return usage.ru_maxrss / 1024
+
+
+def test_memory_does_not_grow_with_rows(tmp_path, varied_onnx):
+    """30x the rows, about the same resident memory: the input is streamed, never held."""
+    small = _write(tmp_path / "small.txt", "txt", [TEXTS[i % len(TEXTS)] for i in range(1_000)])
+    large = _write(tmp_path / "large.txt", "txt", [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(30_000)])
+    common = ["-m", str(varied_onnx), "--device", "cpu", "--chunk-size", "1000", "-q"]
+    small_rss = _peak_rss_mib([str(small), "-o", str(tmp_path / "s.jsonl"), *common])
+    large_rss = _peak_rss_mib([str(large), "-o", str(tmp_path / "l.jsonl"), *common])
+    assert len((tmp_path / "l.jsonl").read_text().splitlines()) == 30_000
+    assert large_rss < small_rss + 8, (small_rss, large_rss)  # measured: +2 MiB
