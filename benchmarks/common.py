@@ -1,0 +1,353 @@
+"""Shared pieces of the benchmark suite: data, child processes, machine facts, FLOPs, tables.
+
+Why a module of its own: every benchmark (inference, accuracy, training) needs the same
+GoEmotions reader, the same way of timing a child process (its own peak RSS from
+``wait4``), and the same description of the machine, and the numbers in
+docs/BENCHMARKS.md must all come from one definition of each.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("MLB_GOEMOTIONS", REPO.parent / "shared" / "data" / "goemotions"))
+
+csv.field_size_limit(1 << 24)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+_T0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr (stdout carries the tables)."""
+    print(f"[bench {time.monotonic() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def read_tsv_texts(path: Path, limit: Optional[int] = None) -> List[str]:
+    """Column 1 of a headerless GoEmotions-style TSV (CSV quoting, tab separated)."""
+    texts: List[str] = []
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        for row in csv.reader(f, delimiter="\t"):
+            texts.append(row[0] if row else "")
+            if limit is not None and len(texts) >= limit:
+                break
+    return texts
+
+
+def label_names(data_dir: Path = DATA_DIR) -> List[str]:
+    return [line.strip() for line in (data_dir / "emotions.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def make_input(source: Path, rows: int, folder: Path) -> Path:
+    """``source`` (headerless TSV, one row per line) repeated or cut to exactly ``rows`` rows."""
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    path = folder / f"{source.stem}-{rows}.tsv"
+    if path.exists():
+        return path
+    with path.open("w", encoding="utf-8") as f:
+        written = 0
+        while written < rows:
+            take = lines[: rows - written]
+            f.writelines(take)
+            written += len(take)
+    return path
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def make_random_checkpoint(folder: Path, names: Sequence[str], seed: int = 0) -> Path:
+    """The packaged base model with a randomly initialised multi-label head, plus mlb.json.
+
+    Speed does not depend on whether the head is trained, so this stands in for a
+    fine-tuned checkpoint in quick runs (never for the accuracy section).
+    """
+    sys.path.insert(0, str(REPO))
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from batch.modelfile import CheckpointConfig
+    from batch.preprocess import Preprocessing
+    from trainer.train import default_base_model
+
+    if (folder / "mlb.json").exists() and (folder / "model.safetensors").exists():
+        return folder
+    base = default_base_model()
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(names), problem_type="multi_label_classification",
+        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(str(folder))
+    CheckpointConfig(
+        label_names=list(names), thresholds=[0.5] * len(names), preprocessing=Preprocessing(emoji="words"),
+        max_length=128, provenance={"made_by": "benchmarks/common.py (random head, speed runs only)"},
+    ).save(str(folder))
+    return folder
+
+
+def export_onnx(checkpoint: Path, output: Path, quantize: str) -> Path:
+    """``mlb-export CHECKPOINT OUTPUT --quantize MODE`` through the library (skipped if present)."""
+    sys.path.insert(0, str(REPO))
+    from exporter.export import export_model
+
+    if output.exists():
+        return output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    export_model(str(checkpoint), str(output), quantize=quantize, echo=lambda m: log(f"  export {quantize}: {m}"))
+    return output
+
+
+def read_header(onnx_path: Path):
+    """The mlb header of an exported file (labels, tokenizer, preprocessing, max length)."""
+    sys.path.insert(0, str(REPO))
+    import onnx
+
+    from batch.modelfile import ModelHeader
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return ModelHeader.from_metadata(meta, where=str(onnx_path))
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def run_child(cmd: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: Optional[float] = None,
+              cwd: Optional[Path] = None) -> Dict[str, Any]:
+    """Run one process; its wall seconds, exit code, stdout, stderr and own peak RSS (MiB).
+
+    ``os.wait4`` returns the rusage of exactly this child (``ru_maxrss`` in KiB on Linux),
+    so each contender's peak memory is its own, not the maximum over all children so far.
+    """
+    full_env = dict(os.environ)
+    full_env.setdefault("PYTHONPATH", str(REPO))
+    full_env.setdefault("TOKENIZERS_PARALLELISM", "true")
+    full_env.setdefault("HF_HUB_OFFLINE", "1")
+    full_env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if env:
+        full_env.update(env)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), env=full_env, stdout=out, stderr=err, cwd=str(cwd or REPO))
+        deadline = None if timeout is None else started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    return {"rc": proc.returncode, "wall": wall, "peak_rss_mib": usage.ru_maxrss / 1024.0,
+            "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "stdout": stdout, "stderr": stderr}
+
+
+def last_json_line(text: str) -> Dict[str, Any]:
+    """The last line of ``text`` that parses as a JSON object (what a worker prints)."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    raise ValueError("no JSON result line")
+
+
+def median(values: Sequence[float]) -> float:
+    values = sorted(values)
+    n = len(values)
+    if n == 0:
+        return float("nan")
+    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _cpuinfo() -> Dict[str, str]:
+    facts: Dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", "r", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() not in facts:
+                    facts[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return facts
+
+
+def _version(module: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return None
+
+
+def machine_info() -> Dict[str, Any]:
+    """CPU model, usable cores, clock, SIMD flags, memory, package versions, load, date."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    mem_gib = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_gib = int(line.split()[1]) / 1024 ** 2
+                    break
+    except OSError:
+        pass
+    lscpu = ""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except Exception:
+        pass
+    keep = ("Model name", "CPU family", "Model:", "CPU(s):", "Thread(s) per core", "Core(s) per socket",
+            "L2 cache", "L3 cache", "Hypervisor vendor")
+    lscpu_lines = [line.strip() for line in lscpu.splitlines() if line.strip().startswith(keep)]
+    packages = ("onnxruntime-gpu", "onnxruntime", "torch", "transformers", "optimum", "optimum-onnx", "tokenizers", "numpy")
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": info.get("model name", platform.processor() or platform.machine()),
+        "cpu_family": info.get("cpu family"),
+        "cpu_model": info.get("model"),
+        "mhz": float(info["cpu MHz"]) if "cpu MHz" in info else None,
+        "cores": cores,
+        "avx512f": "avx512f" in flags,
+        "avx512_vnni": "avx512_vnni" in flags,
+        "avx2": "avx2" in flags,
+        "fma": "fma" in flags,
+        "mem_gib": mem_gib,
+        "lscpu": lscpu_lines,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {p: v for p in packages if (v := _version(p))},
+        "loadavg": os.getloadavg(),
+    }
+
+
+def cpu_peaks(machine: Dict[str, Any]) -> Dict[str, Any]:
+    """Peak arithmetic rates of this CPU, with the derivation spelled out.
+
+    AMD Zen 4 (family 25, AVX-512): two 256-bit FMA pipes per core (512-bit
+    instructions are split over two cycles), so 2 x 8 fp32 FMAs = 32 fp32 FLOP per
+    cycle per core. int8 dot products (AVX-512 VNNI ``vpdpbusd``) also issue on both
+    pipes: 2 x 32 int8 multiply-adds = 128 int8 ops per cycle per core. Without
+    AVX-512 on another CPU the same pipes give the same figure for AVX2 + FMA
+    (2 x 256-bit), so the formula holds for Zen 2-4 and most Intel client cores; big
+    Intel server cores with two 512-bit FMA units reach twice this.
+    The clock is /proc/cpuinfo's "cpu MHz" (the nominal clock under a hypervisor; a
+    boosting core may run faster, so the peak may be understated by up to ~1.4x).
+    """
+    ghz = (machine.get("mhz") or 0.0) / 1000.0
+    cores = int(machine.get("cores") or 1)
+    fp32_per_cycle = 32 if (machine.get("fma") or machine.get("avx512f")) else 8
+    int8_per_cycle = 128 if machine.get("avx512_vnni") else (64 if machine.get("avx2") else 16)
+    fp32 = cores * ghz * 1e9 * fp32_per_cycle
+    int8 = cores * ghz * 1e9 * int8_per_cycle
+    return {
+        "ghz": ghz, "cores": cores, "fp32_flop_per_cycle": fp32_per_cycle, "int8_op_per_cycle": int8_per_cycle,
+        "fp32": fp32, "int8": int8,
+        "fp32_text": f"{cores} cores x {ghz:.2f} GHz x {fp32_per_cycle} FLOP/cycle (2 FMA pipes x 8 fp32 lanes x 2) = {fp32 / 1e9:.0f} GFLOP/s",
+        "int8_text": f"{cores} cores x {ghz:.2f} GHz x {int8_per_cycle} op/cycle (2 pipes x 32 int8 VNNI multiply-adds x 2) = {int8 / 1e9:.0f} GOP/s",
+    }
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def encoder_flops(config: Dict[str, Any]) -> Dict[str, float]:
+    """FLOPs of a BERT-style encoder per token, from its config.json.
+
+    Per layer and token, the dense matmuls are Q, K, V and output projections (4 h^2
+    multiply-adds) and the feed-forward pair (2 h i), so 2 x (4 h^2 + 2 h i) FLOPs. The
+    attention scores (Q K^T) and the weighted sum (A V) add 2 x 2 x s x h FLOPs per
+    token, where s is the sequence length the token attends over. Embedding lookups,
+    layer norms, softmax and GELU are element-wise (<2% here) and not counted; the
+    pooler and head run once per row (2 h^2 + 2 h L) and are not per token.
+    """
+    h = int(config["hidden_size"])
+    i = int(config.get("intermediate_size", 4 * h))
+    layers = int(config["num_hidden_layers"])
+    return {
+        "hidden": h, "intermediate": i, "layers": layers,
+        "matmul_per_token": 2.0 * layers * (4 * h * h + 2 * h * i),
+        "attention_per_token_per_position": 4.0 * layers * h,
+    }
+
+
+def flops_for(flops: Dict[str, float], lengths_sum: float, lengths_sq_sum: float) -> float:
+    """Useful FLOPs for rows whose real lengths sum to ``lengths_sum`` (sum of squares for attention)."""
+    return flops["matmul_per_token"] * lengths_sum + flops["attention_per_token_per_position"] * lengths_sq_sum
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return ""
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(value: Optional[float], digits: int = 0) -> str:
+    if value is None or value != value:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def seeded_sample(n: int, k: int, seed: int) -> List[int]:
+    """The sorted row indices mlb-train's ``--limit-train k`` picks (trainer.train.load_splits)."""
+    if k >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), k))
+
+
+def sanitize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
