@@ -140,6 +140,12 @@ def pick_text_column(table: Table, explicit: Optional[str]) -> str:
         if candidate.lower() in lowered:
             return lowered[candidate.lower()]
     if len(columns) == 1:
+        other = {"csv": ("\t", "tsv"), "tsv": (",", "csv")}.get(table.format.format)
+        if table.has_header and other and other[0] in columns[0]:
+            raise UsageError(
+                f"{where}: the header {columns[0]!r} looks like {other[1].upper()}, not "
+                f"{table.format.format.upper()}; pass --format {other[1]}"
+            )
         return columns[0]
     if not columns and table.format.format == "jsonl":
         return "text"

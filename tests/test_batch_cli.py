@@ -213,6 +213,11 @@ def test_file_that_is_not_what_its_extension_says(tmp_path, varied_onnx):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: ") and "data.jsonl" in result.stderr and "--format" in result.stderr
     assert "Traceback" not in result.output
+    tsv = tmp_path / "really.csv"
+    tsv.write_text("id\ttext\n1\thello\n")
+    result = run([str(tsv)], varied_onnx)
+    assert result.exit_code == 2 and "looks like TSV" in result.stderr and "--format tsv" in result.stderr
+    assert run([str(tsv), "--format", "tsv"], varied_onnx).exit_code == 0
     gz = tmp_path / "fake.csv.gz"
     gz.write_text("id,text\n1,hello\n")
     result = run([str(gz)], varied_onnx)
