@@ -162,6 +162,14 @@ def main(input_path: str, output: str, model: Optional[str], format_: Optional[s
         _stopped("SIGTERM", job, EXIT_SIGTERM)
     except KeyboardInterrupt:
         _stopped("Ctrl-C", job, EXIT_SIGINT)
+    except BrokenPipeError:
+        # `mlb-batch ... | head`: the reader left; stop quietly, like other Unix tools.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        sys.exit(EXIT_FAILURE)
     except MlbError as exc:
         if _raise_errors():
             raise

@@ -147,7 +147,7 @@ def pick_text_column(table: Table, explicit: Optional[str]) -> str:
                 f"{table.format.format.upper()}; pass --format {other[1]}"
             )
         return columns[0]
-    if not columns and table.format.format == "jsonl":
+    if not columns:  # an empty file (or JSON lines whose first line is bad): rows decide
         return "text"
     shown = ", ".join(columns) if columns else "(none)"
     raise UsageError(

@@ -198,6 +198,16 @@ def test_bom_crlf_and_quoted_newlines(tmp_path, varied_onnx, expected):
     np.testing.assert_allclose(list(recs[1]["scores"].values()), expected[TEXTS[1]], atol=1e-4)  # newline ~ space
 
 
+def test_empty_input_gives_empty_output(tmp_path, varied_onnx):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    out = tmp_path / "out.csv"
+    result = run([str(empty), "-o", str(out)], varied_onnx)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == "row,labels,anger,joy,sadness,surprise,error\n"
+    assert "0 rows, 0 errors" in result.stderr
+
+
 def test_very_long_text(tmp_path, varied_onnx):
     path = tmp_path / "long.jsonl"
     path.write_text(json.dumps({"text": "love " * 200_000}) + "\n" + json.dumps({"text": "no"}) + "\n")
