@@ -18,7 +18,6 @@ import click
 from . import __version__
 from .errors import MlbError
 from .formats import FORMATS
-from .writers import EXIT_LOCKED
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -27,7 +26,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_ROW_ERRORS = 3
-# EXIT_LOCKED = 4 (batch.writers)
+EXIT_LOCKED = 4  # batch.writers.OutputLocked
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 

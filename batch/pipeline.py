@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import __version__
-from .errors import InputError, MlbError, UsageError
+from .errors import InputError, UsageError
 from .readers import Row, Table, open_table
 from .runtime import Predictor, default_token_budget, load_model
 from .writers import ChunkResult, OutputFile, OutputLock, RecordFormatter, output_format
@@ -33,14 +33,6 @@ ROW_ID = "row"
 # Rows per chunk: big enough that encode_batch and the batches are efficient, small
 # enough that a chunk's texts, ids and scores stay a few MB.
 DEFAULT_CHUNK_SIZE = 4096
-
-
-class Interrupted(MlbError):
-    """SIGTERM or Ctrl-C: the run stopped cleanly; the previous output is untouched."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass

@@ -18,8 +18,6 @@ head over the packaged base model stands in for a fine-tuned one.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import platform
 import subprocess
