@@ -154,10 +154,26 @@ def test_saved_model_reproduces_the_saved_validation_probabilities(semeval_model
     assert counts.shape == (11, 11) and (np.diag(counts) == saved["train_label_counts"]).all()
 
 
-def test_history_json_has_evaluations(semeval_model):
+def test_history_json_has_evaluations_and_best_is_chosen_on_tuned_jaccard(semeval_model):
     history = json.loads((semeval_model / "history.json").read_text())
     evals = [h for h in history if "eval_samples_jaccard" in h]
     assert [h["step"] for h in evals] == [3, 6]
+    training = json.loads((semeval_model / "metrics.json").read_text())["training"]
+    assert training["metric_for_best"] == "tuned_samples_jaccard"
+    best = max(evals, key=lambda h: h["eval_tuned_samples_jaccard"])  # ties keep the earlier one
+    assert training["best_metric"] == best["eval_tuned_samples_jaccard"]
+    assert training["best_checkpoint"] == f"checkpoints/checkpoint-{best['step']}"
+
+
+def test_tuned_metrics_rank_checkpoints_whose_probabilities_are_all_low():
+    from trainer.metrics import multilabel_metrics
+    from trainer.train import tuned_metrics
+
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    p = np.array([[0.3, 0.1], [0.1, 0.3], [0.35, 0.32], [0.05, 0.02]])  # perfectly ranked, all < 0.5
+    assert multilabel_metrics(y, p, 0.5)["samples_jaccard"] == pytest.approx(0.25)  # only the empty row
+    tuned = tuned_metrics(y, p)
+    assert tuned == {"tuned_samples_jaccard": 1.0, "tuned_micro_f1": 1.0, "tuned_macro_f1": 1.0}
 
 
 def test_goemotions_like_list_layout_headerless_with_warning(tiny_base, tmp_path, capsys):

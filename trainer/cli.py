@@ -77,7 +77,7 @@ def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[st
 @click.option("--eval-steps", type=int, metavar="N", help="Evaluate and save every N steps (default: once an epoch).")
 @click.option("--metric-for-best", type=click.Choice(
     ["samples_jaccard", "micro_f1", "macro_f1", "exact_match", "macro_roc_auc", "micro_roc_auc", "loss"]),
-    default="samples_jaccard", show_default=True, help="Validation metric (at 0.5) that picks the best checkpoint.")
+    default="samples_jaccard", show_default=True, help="Validation metric that picks the best checkpoint (Jaccard/F1 at thresholds tuned for them).")
 @click.option("--threshold-objective", type=click.Choice(["jaccard", "micro-f1", "macro-f1", "label-f1"]),
               default="jaccard", show_default=True,
               help="What the saved thresholds maximise on validation. label-f1: one threshold per label (best macro-F1).")

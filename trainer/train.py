@@ -241,6 +241,25 @@ def _trainer_class():
     return MultiLabelTrainer
 
 
+# Threshold metrics pick the best checkpoint at thresholds tuned on validation for them, so a
+# checkpoint whose probabilities all sit below 0.5 early in training (Jaccard 0 at 0.5) is
+# not judged worthless, and checkpoints are compared the way their thresholds will be set.
+TUNED_FOR_BEST = {
+    "samples_jaccard": "tuned_samples_jaccard",
+    "micro_f1": "tuned_micro_f1",
+    "macro_f1": "tuned_macro_f1",
+}
+
+
+def tuned_metrics(labels: np.ndarray, probs: np.ndarray) -> Dict[str, float]:
+    """Jaccard / micro-F1 at their best global threshold, macro-F1 at per-label F1 thresholds."""
+    out = {}
+    for key, objective in (("samples_jaccard", "jaccard"), ("micro_f1", "micro-f1"), ("macro_f1", "label-f1")):
+        t = tune_thresholds(labels, probs, objective)
+        out[f"tuned_{key}"] = float(multilabel_metrics(labels, probs, t)[key])
+    return out
+
+
 def _log_callback(log: Callable[[str], None]):
     """One short line per Trainer log (on stderr through ``log``) when there is no progress bar."""
     from transformers import TrainerCallback
@@ -410,7 +429,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
     )
 
     schedule = _eval_schedule(len(train_data), opts)
-    metric = opts.metric_for_best
+    metric = TUNED_FOR_BEST.get(opts.metric_for_best, opts.metric_for_best)
     ckdir = os.path.join(opts.output, CHECKPOINTS_DIR)
     args = TrainingArguments(
         output_dir=ckdir,
@@ -444,9 +463,12 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
 
     def compute_metrics(eval_pred: Any) -> Dict[str, float]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
-        m = multilabel_metrics(labels, _sigmoid(logits), 0.5)
+        probs = _sigmoid(logits)
+        m = multilabel_metrics(labels, probs, 0.5)
         # Trainer logs floats only; ROC-AUC is None when undefined (one class present).
-        return {k: float(m[k]) for k in SUMMARY_KEYS if m[k] is not None}
+        out = {k: float(m[k]) for k in SUMMARY_KEYS if m[k] is not None}
+        out.update(tuned_metrics(labels, probs))
+        return out
 
     trainer_cls = _trainer_class()
     callbacks = []
@@ -523,7 +545,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
         "epochs_run": round(float(state.epoch or 0.0), 3),
         "best_checkpoint": os.path.relpath(state.best_model_checkpoint, opts.output) if state.best_model_checkpoint else None,
         "metric_for_best": metric,
-        "best_metric_at_0.5": state.best_metric,
+        "best_metric": state.best_metric,
         "device": device["device_name"],
         "precision": "bf16" if device["bf16"] else "fp16" if device["fp16"] else "fp32",
         "train_loss": getattr(train_output, "training_loss", None),
