@@ -285,10 +285,47 @@ def computed_tokens(name: str, lengths, max_length: int) -> int:
     return int(total)
 
 
+def padding_alternatives(lengths, max_length: int) -> List[Dict[str, Any]]:
+    """Padding and session.run calls that other bucketing settings would give on the same lengths.
+
+    Replayed with ``batch.bucketing.make_batches`` per 4,096-row chunk (no model runs), so
+    the batch owner can see what a setting change buys before timing it. Also splits the
+    current setting's padding into rounding up to the multiple versus batches spanning
+    several lengths.
+    """
+    import numpy as np
+
+    from batch.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
+    from batch.pipeline import DEFAULT_CHUNK_SIZE
+
+    lengths = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
+    real = int(lengths.sum())
+    out = []
+    settings = sorted({(DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU), (8, 8192), (4, 2048), (1, 2048), (1, 1024), (2, 1024)})
+    for multiple, budget in settings:
+        total = calls = 0
+        for start in range(0, len(lengths), DEFAULT_CHUNK_SIZE):
+            part = lengths[start:start + DEFAULT_CHUNK_SIZE]
+            batches = make_batches(part, budget, max_length, multiple, DEFAULT_MAX_BATCH_ROWS)
+            calls += len(batches)
+            for idx in batches:
+                total += len(idx) * int(bucket_lengths(part[idx].max(keepdims=True), max_length, multiple)[0])
+        rounding = int(bucket_lengths(lengths, max_length, multiple).sum())
+        out.append({"multiple": multiple, "budget": budget, "padding": 1.0 - real / total,
+                    "rounding_only": 1.0 - real / rounding, "calls": calls,
+                    "current": (multiple, budget) == (DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU)})
+    return out
+
+
 def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows: Optional[int], big_rows: Optional[int],
                   repeats: int, big_repeats: int, contenders: Sequence[str], timeout: float = 1800.0,
-                  data: Path = c.DATA_DIR / "test.tsv") -> Dict[str, Any]:
-    """All contenders on the test file (``rows`` cut, None = all), then the fast ones on ``big_rows``."""
+                  data: Path = c.DATA_DIR / "test.tsv", recipe_rows: Optional[int] = None) -> Dict[str, Any]:
+    """All contenders on the test file (``rows`` cut, None = all), then the fast ones on ``big_rows``.
+
+    ``recipe_rows``: run the recipe on the first N rows only. Its cost per row is the same
+    for every row (each is padded to 128 tokens), so its rows/s on a prefix is its rows/s
+    on the whole file; the report says when this was done.
+    """
     import numpy as np
 
     work.mkdir(parents=True, exist_ok=True)
@@ -309,11 +346,16 @@ def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows:
         real = int(lengths.sum())
         useful = c.flops_for(flops, float(real), float((lengths.astype(np.float64) ** 2).sum()))
         runs: Dict[str, List[Dict[str, Any]]] = {n: [] for n in names}
+        own_rows = {n: n_rows for n in names}
+        if recipe_rows and "recipe" in names and recipe_rows < n_rows:
+            own_rows["recipe"] = recipe_rows
         for rep in range(reps):
             order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
-                c.log(f"inference {set_name} ({n_rows} rows) repeat {rep + 1}/{reps}: {name}")
-                r = run_contender(name, path, work / f"out-{name}.jsonl", paths, timeout)
+                n_own = own_rows[name]
+                own_path = path if n_own == n_rows else c.make_input(data, n_own, work)
+                c.log(f"inference {set_name} ({n_own} rows) repeat {rep + 1}/{reps}: {name}")
+                r = run_contender(name, own_path, work / f"out-{name}.jsonl", paths, timeout)
                 c.log(f"  {r['rows'] / r['seconds']:,.0f} rows/s, {r['seconds']:.1f} s + {r['startup']:.1f} s startup, "
                       f"peak RSS {r['peak_rss_mib']:.0f} MiB")
                 runs[name].append(r)
@@ -321,18 +363,24 @@ def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows:
         for name in names:
             rs = runs[name]
             seconds = c.median([r["seconds"] for r in rs])
-            computed = computed_tokens(name, lengths, max_length)
+            n_own = own_rows[name]
+            own = lengths[:n_own]
+            own_real = int(own.sum())
+            own_useful = c.flops_for(flops, float(own_real), float((own.astype(np.float64) ** 2).sum()))
+            computed = computed_tokens(name, own, max_length)
             summary[name] = {
-                "rows": n_rows, "repeats": len(rs), "seconds": seconds, "seconds_all": [r["seconds"] for r in rs],
-                "rows_per_s": n_rows / seconds, "tokens_per_s": real / seconds,
+                "rows": n_own, "repeats": len(rs), "seconds": seconds, "seconds_all": [r["seconds"] for r in rs],
+                "rows_per_s": n_own / seconds, "tokens_per_s": own_real / seconds,
                 "startup": c.median([r["startup"] for r in rs]), "wall": c.median([r["wall"] for r in rs]),
                 "peak_rss_mib": c.median([r["peak_rss_mib"] for r in rs]),
                 "peak_rss_max_mib": max(r["peak_rss_mib"] for r in rs),
-                "computed_tokens": computed, "padding": 1.0 - real / computed if computed else 0.0,
-                "useful_flops_per_s": useful / seconds,
+                "computed_tokens": computed, "padding": 1.0 - own_real / computed if computed else 0.0,
+                "useful_flops_per_s": own_useful / seconds,
                 "computed_flops_per_s": c.flops_for(flops, float(computed), float(computed) * 0) / seconds,
                 "tokenize_seconds": c.median([r["tokenize_seconds"] for r in rs]) if "tokenize_seconds" in rs[0] else None,
             }
+        if set_name == "test":
+            results["padding_alternatives"] = padding_alternatives(lengths, max_length)
         results["sets"][set_name] = {"rows": n_rows, "real_tokens": real, "useful_flops": useful,
                                      "mean_tokens": real / n_rows, "contenders": summary}
     return results
@@ -352,7 +400,10 @@ def report(results: Dict[str, Any], peaks: Dict[str, Any]) -> str:
     rows = []
     for name, s in test["contenders"].items():
         ratio = ref["rows_per_s"] / s["rows_per_s"] if ref else None
-        rows.append([CONTENDERS[name]["title"], c.fmt(s["rows_per_s"]), c.fmt(s["tokens_per_s"]),
+        title = CONTENDERS[name]["title"]
+        if s["rows"] != test["rows"]:
+            title += f" (first {s['rows']:,} rows)"
+        rows.append([title, c.fmt(s["rows_per_s"]), c.fmt(s["tokens_per_s"]),
                      c.fmt(s["seconds"], 1), c.fmt(s["startup"], 1), c.fmt(s["peak_rss_mib"]),
                      f"{ratio:.2f}x" if ratio else "n/a", s["repeats"]])
     out.append(c.md_table(["contender", "rows/s", "real tokens/s", "seconds", "startup s", "peak RSS MiB",
@@ -361,7 +412,8 @@ def report(results: Dict[str, Any], peaks: Dict[str, Any]) -> str:
                "JSONL); `startup`: the rest of the process's wall time (imports, model load). rows/s and tokens/s "
                "use `seconds`. Real tokens are counted once with the model's tokenizer (special tokens included, "
                "truncated at 128) and are the same for every contender. Peak RSS is the median over runs of each "
-               "process's own `ru_maxrss`.\n")
+               "process's own `ru_maxrss`. A contender marked \"first N rows\" ran on a prefix of the file: the "
+               "recipe pads every row to 128 tokens, so its cost per row does not depend on which rows it gets.\n")
     big = results["sets"].get("big")
     if big:
         out.append(f"### Throughput and memory: test repeated to {big['rows']:,} rows\n")
@@ -400,6 +452,15 @@ def report(results: Dict[str, Any], peaks: Dict[str, Any]) -> str:
                "row to 128; the pipelines pad each batch of consecutive rows to its longest row; mlb sorts each "
                "4,096-row chunk by length and pads token-budget batches to the next multiple of 8 "
                "(`batch.bucketing.make_batches`).\n")
+    alts = results.get("padding_alternatives")
+    if alts:
+        out.append("mlb's padding under other bucketing settings, replayed on the same test-file lengths (not timed; "
+                   "fewer tokens computed is less work, more `session.run` calls is more per-call overhead):\n")
+        out.append(c.md_table(
+            ["multiple", "token budget", "padding", "of which rounding to the multiple", "session.run calls", ""],
+            [[a["multiple"], a["budget"], f"{100 * a['padding']:.1f}%", f"{100 * a['rounding_only']:.1f}%", a["calls"],
+              "current default" if a["current"] else ""] for a in alts]))
+        out.append("")
     return "\n".join(out)
 
 

@@ -139,12 +139,29 @@ def read_header(onnx_path: Path):
 # --------------------------------------------------------------------------- child processes
 
 
+# Linux copies the parent's peak RSS into a child at exec (the forked address space's
+# high-water mark is recorded in the child's ru_maxrss), so a child forked straight from a
+# benchmark process that has imported torch would report at least that process's peak.
+# Children are therefore started by this tiny launcher (a fresh interpreter of ~10 MB):
+# it forks the real command and reports the command's own rusage from wait4.
+_LAUNCHER = r"""
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - started
+with open(sys.argv[1], "w") as f:
+    json.dump({"rc": os.waitstatus_to_exitcode(status), "wall": wall, "maxrss_kib": usage.ru_maxrss,
+               "user_s": usage.ru_utime, "sys_s": usage.ru_stime}, f)
+"""
+
+
 def run_child(cmd: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: Optional[float] = None,
               cwd: Optional[Path] = None) -> Dict[str, Any]:
     """Run one process; its wall seconds, exit code, stdout, stderr and own peak RSS (MiB).
 
-    ``os.wait4`` returns the rusage of exactly this child (``ru_maxrss`` in KiB on Linux),
-    so each contender's peak memory is its own, not the maximum over all children so far.
+    The command runs under ``_LAUNCHER`` so that ``ru_maxrss`` is the command's own peak,
+    not inherited from this (possibly large) process.
     """
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONPATH", str(REPO))
@@ -153,27 +170,26 @@ def run_child(cmd: Sequence[str], env: Optional[Dict[str, str]] = None, timeout:
     full_env.setdefault("TRANSFORMERS_OFFLINE", "1")
     if env:
         full_env.update(env)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), env=full_env, stdout=out, stderr=err, cwd=str(cwd or REPO))
-        deadline = None if timeout is None else started + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".json") as usage_file:
+        proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, usage_file.name, *cmd], env=full_env,
+                                stdout=out, stderr=err, cwd=str(cwd or REPO), start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise RuntimeError(f"timed out after {timeout:.0f} s: {' '.join(cmd[:4])} ...") from None
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode("utf-8", "replace")
         stderr = err.read().decode("utf-8", "replace")
-    return {"rc": proc.returncode, "wall": wall, "peak_rss_mib": usage.ru_maxrss / 1024.0,
-            "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "stdout": stdout, "stderr": stderr}
+        try:
+            usage = json.loads(usage_file.read())
+        except ValueError:
+            raise RuntimeError(f"launcher failed ({proc.returncode}): {stderr.strip()[-300:]}") from None
+    return {"rc": usage["rc"], "wall": usage["wall"], "peak_rss_mib": usage["maxrss_kib"] / 1024.0,
+            "user_s": usage["user_s"], "sys_s": usage["sys_s"], "stdout": stdout, "stderr": stderr}
 
 
 def last_json_line(text: str) -> Dict[str, Any]:
