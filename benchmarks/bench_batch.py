@@ -102,6 +102,7 @@ def run_once(model: Path, data: Path, out: Path, extra: List[str]) -> Dict[str, 
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "batch", str(data), "-m", str(model), "-o", str(out),
            "--text-column", "column_1", "--id-column", "column_3", *extra]
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -117,7 +118,12 @@ def run_once(model: Path, data: Path, out: Path, extra: List[str]) -> Dict[str, 
         rows = sum(1 for _ in f)
     peak_kib = usage.ru_maxrss
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,
-            "peak_rss_mib": peak_kib / 1024.0, "summary": stderr.strip().splitlines()[-1]}
+            "peak_rss_mib": peak_kib / 1024.0, "summary": stderr.strip().splitlines()[-1],
+            "load": max(load_before, os.getloadavg()[0])}
+
+
+def extra_text(extra: List[str]) -> str:
+    return "mlb-batch options " + " ".join(extra) if extra else "default mlb-batch options"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -131,7 +137,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="input sizes (default 100000); repeatable")
     parser.add_argument("--threads", type=int, help="passed to mlb-batch --threads")
     parser.add_argument("--token-budget", type=int, help="passed to mlb-batch --token-budget")
-    parser.add_argument("--write-doc", action="store_true", help=f"write the table to {DOC.relative_to(REPO)}")
+    parser.add_argument("--write-doc", action="store_true",
+                        help=f"add a section with the table to {DOC.relative_to(REPO)} (created if missing)")
     args = parser.parse_args(argv)
 
     models: Dict[str, Path] = {}
@@ -167,28 +174,35 @@ def main(argv: Optional[List[str]] = None) -> int:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    table = ["| model | file MB | rows | seconds | rows/s | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    table = ["| model | file MB | rows | seconds | rows/s | peak RSS MiB | load avg |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         table.append(f"| {r['model']} | {r['size_mb']:.0f} | {r['rows']} | {r['seconds']:.1f} | "
-                     f"{r['rows_per_s']:.0f} | {r['peak_rss_mib']:.0f} |")
+                     f"{r['rows_per_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['load']:.1f} |")
     print("\n".join(table))
     if args.write_doc:
         cmd = "python benchmarks/bench_batch.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        DOC.write_text(
+        intro = (
             "# mlb-batch throughput and memory\n\n"
-            f"Written by `{cmd}` on {time.strftime('%Y-%m-%d')}.\n\n"
-            f"Machine: {cpu}, {len(os.sched_getaffinity(0))} CPUs usable, Python {platform.python_version()}; "
-            "device cpu. Input: GoEmotions `test.tsv` (5,427 Reddit comments, ~13 words each) repeated to the "
-            "row count; text from column 1, id from column 3. Each run is one `python -m batch` process "
-            "(reading, tokenizing, inference, writing JSONL); peak RSS is the process's maximum resident "
-            "memory (ru_maxrss), which includes onnxruntime and the model.\n\n"
-            + "\n".join(table) + "\n\n"
-            "Models: the packaged all-MiniLM-L6-v2 encoder with a randomly initialised 28-label head "
-            "(speed does not depend on training), exported with optimum; int8 is optimum's dynamic "
-            "quantization with the avx512_vnni configuration. Measured once; rerun before relying on the "
-            "last digit.\n",
-            encoding="utf-8",
+            "Each section below was written by `benchmarks/bench_batch.py --write-doc` (the command is "
+            "in the section). Input: GoEmotions `test.tsv` (5,427 Reddit comments, ~13 words, ~19 "
+            "tokens each) repeated to the row count; text from column 1, id from column 3. Each run is "
+            "one `python -m batch` process, timed from start to exit (model loading, reading, "
+            "tokenizing, inference and writing JSONL); peak RSS is that process's maximum resident "
+            "memory (`ru_maxrss` from `wait4`), onnxruntime and the model included. `load avg` is the "
+            "machine's 1-minute load average around the run: above the CPU count, other work shared "
+            "the CPUs and rows/s is lower than on an idle machine.\n\n"
+            "Models made by `--make-models DIR`: the packaged all-MiniLM-L6-v2 encoder with a randomly "
+            "initialised 28-label head (speed does not depend on training), exported with optimum; "
+            "int8 is optimum's dynamic quantization with the avx512_vnni configuration.\n"
         )
+        section = (
+            f"\n## {time.strftime('%Y-%m-%d %H:%M')}: `{cmd}`\n\n"
+            f"Machine: {cpu}, {len(os.sched_getaffinity(0))} CPUs usable, Python {platform.python_version()}, "
+            f"device cpu, {extra_text(extra)}.\n\n" + "\n".join(table) + "\n"
+        )
+        existing = DOC.read_text(encoding="utf-8") if DOC.exists() else intro
+        DOC.write_text(existing + section, encoding="utf-8")
         print(f"wrote {DOC}")
     return 0
 
