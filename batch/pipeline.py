@@ -204,6 +204,40 @@ def _text_of(values: Dict[str, Any], column: str) -> Tuple[Optional[str], Option
     return text, None
 
 
+def split_chunk(
+    chunk: Sequence[Row], text_column: str, id_columns: List[str]
+) -> Tuple[List[int], List[Sequence[Any]], List[Optional[str]], List[str]]:
+    """(row numbers, id tuples, per-row error or None, texts of the rows without error).
+
+    Shared by the local and the Ray engine (``batch.ray_engine``) so both give every row
+    the same id and the same error record.
+    """
+    use_row_id = id_columns == [ROW_ID]
+    numbers: List[int] = []
+    ids: List[Sequence[Any]] = []
+    row_errors: List[Optional[str]] = []
+    texts: List[str] = []
+    for row in chunk:
+        numbers.append(row.number)
+        values = row.values
+        if use_row_id:
+            ids.append((row.number,))
+        elif values is None:
+            ids.append(tuple(None for _ in id_columns))
+        else:
+            ids.append(tuple(values.get(c) for c in id_columns))
+        if row.error is not None or values is None:
+            row_errors.append(row.error or "unreadable row")
+            continue
+        text, why = _text_of(values, text_column)
+        if why is not None:
+            row_errors.append(why)
+            continue
+        row_errors.append(None)
+        texts.append(text)  # type: ignore[arg-type]
+    return numbers, ids, row_errors, texts
+
+
 class BatchJob:
     """One run of mlb-batch. ``prepare()`` loads and checks everything; ``run()`` writes."""
 
@@ -241,6 +275,13 @@ class BatchJob:
         self.summary.provider = model.provider
         self.predictor = predictor
         return predictor
+
+    def adopt(self, prepared: "BatchJob") -> None:
+        """Use the model another (prepared) job loaded: an inbox loads it once for all files."""
+        self._check_options()
+        self.predictor = prepared.predictor
+        self.thresholds = prepared.thresholds
+        self.summary.provider = prepared.summary.provider
 
     def _fingerprint(self, text_column: str, id_columns: List[str], fmt: str) -> Dict[str, Any]:
         o = self.options
@@ -320,31 +361,9 @@ class BatchJob:
                 )
             rows_done, errors = resume_point.rows_done, resume_point.errors
             self.summary.resumed_from = rows_done
-        use_row_id = id_columns == [ROW_ID]
         chunk_index = 0
         for chunk in _chunks(rows, self.options.chunk_size):
-            numbers: List[int] = []
-            ids: List[Sequence[Any]] = []
-            row_errors: List[Optional[str]] = []
-            texts: List[str] = []
-            for row in chunk:
-                numbers.append(row.number)
-                values = row.values
-                if use_row_id:
-                    ids.append((row.number,))
-                elif values is None:
-                    ids.append(tuple(None for _ in id_columns))
-                else:
-                    ids.append(tuple(values.get(c) for c in id_columns))
-                if row.error is not None or values is None:
-                    row_errors.append(row.error or "unreadable row")
-                    continue
-                text, why = _text_of(values, text_column)
-                if why is not None:
-                    row_errors.append(why)
-                    continue
-                row_errors.append(None)
-                texts.append(text)  # type: ignore[arg-type]
+            numbers, ids, row_errors, texts = split_chunk(chunk, text_column, id_columns)
             probabilities = predictor.predict(preprocessing.apply(texts))
             output.write(formatter.format_chunk(ChunkResult(numbers, ids, row_errors, probabilities)))
             rows_done += len(chunk)
