@@ -1,0 +1,370 @@
+"""Many inputs for one ``mlb-batch`` run: several files, a folder or a glob -> one output each.
+
+Why: nightly jobs grow from one CSV to a folder of them, and cron should not need a loop
+in shell. Each input is one ordinary ``BatchJob`` (the local engine or the Ray engine),
+so every file keeps the single-file guarantees: written to ``OUT/NAME.partial`` and
+published atomically, its own ``flock``, its own ``--resume`` checkpoint. The model is
+loaded once and shared by all files.
+
+How "done" is known: after a file's output is published, ``OUT/NAME.done`` records a
+fingerprint of the input (path, size, modification time, SHA-256 of its first and last
+MiB), of the model file, and of every option that changes the records (columns,
+thresholds, top-k, scores, output format), plus the size and modification time of the
+output it published. The next run skips an input when that marker matches what it would
+compute now and the output is still the file the marker describes. A changed or
+replaced input, another model, other thresholds, or an output that was edited or
+deleted make the file run again; ``--redo`` runs every file regardless.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from . import __version__
+from .errors import MlbError, UsageError
+from .formats import detect_format
+from .pipeline import BatchJob, BatchOptions, ProgressCallback, Summary, _file_fingerprint
+from .writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX, OutputLocked, output_format
+
+DONE_SUFFIX = ".done"
+DONE_VERSION = 1
+# Files an output folder holds besides outputs; never taken as inputs.
+SIDECAR_SUFFIXES = (PARTIAL_SUFFIX, PROGRESS_SUFFIX, LOCK_SUFFIX, DONE_SUFFIX, ".tmp")
+# Formats mlb-batch reads (parquet is for mlb-train only).
+READABLE_FORMATS = ("csv", "tsv", "jsonl", "text")
+OUTPUT_EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "tsv": ".tsv"}
+
+
+@dataclass
+class PlannedFile:
+    input: str
+    output: str
+
+
+@dataclass
+class Plan:
+    """Inputs paired with outputs. ``inbox`` is False for the classic one input -> FILE/stdout."""
+
+    files: List[PlannedFile]
+    inbox: bool
+    output_dir: Optional[str] = None
+    notes: List[str] = field(default_factory=list)
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _readable_by_name(name: str) -> bool:
+    try:
+        return detect_format(name).format in READABLE_FORMATS
+    except UsageError:
+        return False
+
+
+def _candidate(path: str) -> bool:
+    name = os.path.basename(path)
+    return os.path.isfile(path) and not name.startswith(".") and not name.endswith(SIDECAR_SUFFIXES)
+
+
+def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> List[str]:
+    """Files named, found in folders (not recursive) or matched by globs, in a stable order.
+
+    A folder contributes its files whose names say CSV, TSV, JSON lines or text (optionally
+    .gz), sorted by name; others are listed in ``notes``, never dropped silently. A glob
+    (quoted, so the shell leaves it alone) matches files, sorted. A file named twice runs once.
+    """
+    if not inputs:
+        raise UsageError("no input: give a file, a folder, a glob or - for stdin")
+    if "-" in inputs and len(inputs) > 1:
+        raise UsageError("- (stdin) cannot be combined with other inputs")
+    files: List[str] = []
+    for item in inputs:
+        if item == "-":
+            files.append(item)
+        elif os.path.isdir(item):
+            entries = sorted(os.path.join(item, n) for n in os.listdir(item))
+            entries = [p for p in entries if _candidate(p)]
+            found = [p for p in entries if _readable_by_name(p)]
+            ignored = [os.path.basename(p) for p in entries if not _readable_by_name(p)]
+            if ignored and notes is not None:
+                notes.append(
+                    f"{item}: ignored {len(ignored)} file(s) whose names are not .csv/.tsv/.jsonl/.txt(.gz): "
+                    + ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else "")
+                )
+            if not found:
+                raise UsageError(f"{item}: the folder holds no .csv, .tsv, .jsonl or .txt files (optionally .gz)")
+            files.extend(found)
+        elif _is_glob(item) and not os.path.exists(item):
+            found = sorted(p for p in glob.glob(item) if _candidate(p))
+            if not found:
+                raise UsageError(f"{item}: no file matches this pattern")
+            files.extend(found)
+        elif not os.path.exists(item):
+            raise UsageError(f"{item}: no such file or folder")
+        else:
+            files.append(item)
+    seen = set()
+    unique = []
+    for path in files:
+        key = path if path == "-" else os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def output_name(input_path: str, fmt: str) -> str:
+    """``tweets.csv.gz`` -> ``tweets.jsonl`` (or ``.csv``/``.tsv``): the format extension swapped."""
+    name = os.path.basename(input_path)
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    stem, ext = os.path.splitext(name)
+    if ext and _readable_by_name(name):
+        name = stem
+    return name + OUTPUT_EXTENSIONS[fmt]
+
+
+def _is_dir_target(output: str) -> bool:
+    return output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output))
+
+
+def plan(inputs: Sequence[str], output: str, explicit_format: Optional[str] = None) -> Plan:
+    """Pair every input with its output, checking everything that needs no model."""
+    notes: List[str] = []
+    files = expand_inputs(inputs, notes)
+    several = len(files) > 1 or any(os.path.isdir(i) or (_is_glob(i) and not os.path.exists(i)) for i in inputs)
+    if not _is_dir_target(output):
+        if several:
+            raise UsageError(
+                "several inputs (more than one file, a folder or a glob) need an output folder: -o DIR/"
+            )
+        return Plan([PlannedFile(files[0], output)], inbox=False, notes=notes)
+    if files == ["-"]:
+        raise UsageError("stdin has no name to give its output in a folder; use -o FILE or -o -")
+    folder = output
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"{folder}: not a folder")
+    fmt = output_format("x", explicit_format)
+    planned: List[PlannedFile] = []
+    by_output: Dict[str, str] = {}
+    inputs_abs = {os.path.abspath(f) for f in files}
+    for path in files:
+        target = os.path.join(folder, output_name(path, fmt))
+        key = os.path.abspath(target)
+        if key in by_output:
+            raise UsageError(
+                f"{by_output[key]} and {path} would both write {target}; rename one or run them separately"
+            )
+        if key in inputs_abs:
+            raise UsageError(f"{target}: the output for {path} would overwrite an input; use another output folder")
+        by_output[key] = path
+        planned.append(PlannedFile(path, target))
+    return Plan(planned, inbox=True, output_dir=folder, notes=notes)
+
+
+# ---- done markers --------------------------------------------------------------------------
+
+
+def done_key(options: BatchOptions) -> Dict[str, Any]:
+    """What decides a file's records: input, model and the options that change them."""
+    model = None
+    if options.model and os.path.isfile(options.model):
+        model = _file_fingerprint(options.model)
+    return {
+        "mlb": __version__,
+        "input": _file_fingerprint(options.input),
+        "model": model,
+        "settings": {
+            "format": options.format,
+            "header": options.header,
+            "text_column": options.text_column,
+            "id_columns": list(options.id_columns),
+            "output_format": output_format(options.output, options.output_format),
+            "thresholds": list(options.thresholds),
+            "top_k": options.top_k,
+            "scores": options.scores,
+        },
+    }
+
+
+def is_done(output: str, key: Dict[str, Any]) -> bool:
+    """True when ``OUTPUT.done`` matches ``key`` and ``OUTPUT`` is the file it describes."""
+    try:
+        with open(output + DONE_SUFFIX, "r", encoding="utf-8") as f:
+            marker = json.load(f)
+        stat = os.stat(output)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(marker, dict)
+        and marker.get("version") == DONE_VERSION
+        and marker.get("key") == key
+        and marker.get("output_size") == stat.st_size
+        and marker.get("output_mtime_ns") == stat.st_mtime_ns
+    )
+
+
+def mark_done(output: str, key: Dict[str, Any], summary: Summary) -> None:
+    """Write ``OUTPUT.done`` atomically after ``OUTPUT`` was published."""
+    stat = os.stat(output)
+    marker = {
+        "version": DONE_VERSION,
+        "key": key,
+        "output_size": stat.st_size,
+        "output_mtime_ns": stat.st_mtime_ns,
+        "rows": summary.rows,
+        "errors": summary.errors,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = output + DONE_SUFFIX + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(marker, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, output + DONE_SUFFIX)
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class InboxSummary:
+    files: int = 0
+    processed: int = 0
+    skipped: int = 0
+    failed: List[str] = field(default_factory=list)
+    locked: List[str] = field(default_factory=list)
+    rows: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    provider: str = ""
+    output: str = ""
+    notes: List[str] = field(default_factory=list)
+    failure_codes: List[int] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 a file failed (2 if only usage errors), else 4 a file was locked, else 3 row errors, else 0."""
+        codes = set(self.failure_codes)
+        if codes - {2}:
+            return 1
+        if codes:
+            return 2
+        if self.locked:
+            return 4
+        return 3 if self.errors else 0
+
+    def line(self) -> str:
+        parts = [f"{self.files} files: {self.processed} written"]
+        if self.skipped:
+            parts.append(f"{self.skipped} already done")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        if self.locked:
+            parts.append(f"{len(self.locked)} locked by another run")
+        provider = f", {self.provider}" if self.provider else ""
+        return (
+            f"mlb-batch: {', '.join(parts)}; {self.rows} rows, {self.errors} errors, "
+            f"{self.seconds:.1f} s{provider} -> {self.output}"
+        )
+
+
+def _raise_errors() -> bool:
+    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
+
+
+class InboxRun:
+    """Runs a ``Plan`` file by file; ``job``/``summary``/``options`` describe the current file."""
+
+    def __init__(
+        self,
+        planned: Plan,
+        template: BatchOptions,
+        make_job: Callable[[BatchOptions], BatchJob],
+        redo: bool = False,
+        echo: Callable[[str], None] = lambda line: None,
+        quiet: bool = False,
+    ):
+        self.plan = planned
+        self.template = template
+        self.make_job = make_job
+        self.redo = redo
+        self.echo = echo  # errors always; per-file summary lines unless quiet
+        self.quiet = quiet
+        self.job: Optional[BatchJob] = None
+        self.result = InboxSummary(files=len(planned.files), output=planned.output_dir or "", notes=list(planned.notes))
+
+    @property
+    def summary(self) -> Summary:
+        return self.job.summary if self.job is not None else Summary()
+
+    @property
+    def options(self) -> BatchOptions:
+        return self.job.options if self.job is not None else self.template
+
+    def prepare(self) -> None:
+        """Checks that need no model; the model loads with the first file that is not done."""
+        if self.plan.output_dir and not os.path.isdir(self.plan.output_dir):
+            parent = os.path.dirname(os.path.abspath(self.plan.output_dir.rstrip("/" + os.sep))) or "."
+            if not os.path.isdir(parent):
+                raise UsageError(f"{self.plan.output_dir}: its parent folder {parent} does not exist")
+            os.makedirs(self.plan.output_dir, exist_ok=True)
+
+    def run(self, on_progress: Optional[ProgressCallback] = None) -> InboxSummary:
+        started = time.monotonic()
+        result = self.result
+        prepared: Optional[BatchJob] = None
+        for item in self.plan.files:
+            options = replace(self.template, input=item.input, output=item.output)
+            key = done_key(options)
+            if not self.redo and is_done(item.output, key):
+                result.skipped += 1
+                continue
+            job = self.make_job(options)
+            self.job = job
+            if prepared is None:
+                job.prepare()  # a model problem stops the whole run, before any output
+                prepared = job
+                result.provider = job.summary.provider
+            try:
+                if job is not prepared:
+                    job.adopt(prepared)
+                summary = job.run(on_progress)
+            except OutputLocked as exc:
+                if _raise_errors():
+                    raise
+                self.echo(f"Error: {exc}")
+                result.locked.append(item.input)
+                continue
+            except (MlbError, OSError) as exc:
+                # One unreadable file must not hold back the rest of the inbox; it is
+                # reported now, counted in the exit code, and retried next run.
+                if _raise_errors():
+                    raise
+                if isinstance(exc, MlbError):
+                    message, code = str(exc), exc.exit_code
+                else:
+                    where = f"{exc.filename}: " if getattr(exc, "filename", None) else f"{item.input}: "
+                    message, code = f"{where}{exc.strerror or exc}", 1
+                self.echo(f"Error: {message}")
+                result.failed.append(item.input)
+                result.failure_codes.append(code)
+                continue
+            mark_done(item.output, key, summary)
+            result.processed += 1
+            result.rows += summary.rows
+            result.errors += summary.errors
+            result.provider = summary.provider
+            result.notes.extend(f"{item.input}: {note}" for note in summary.notes)
+            if not self.quiet:
+                self.echo(summary.line())
+        result.seconds = time.monotonic() - started
+        return result
