@@ -81,13 +81,25 @@ Examples:
     mlb-batch tweets.jsonl --threshold 0.4 --threshold joy=0.3 --top-k 3 --no-scores
 
 \b
+Many inputs (files, a folder, a quoted glob) -> one output each in a folder;
+files already done are skipped on the next run:
+    mlb-batch /data/inbox/ -m model.onnx -o /data/labels/
+    mlb-batch 'exports/*.csv.gz' extra.tsv -m model.onnx -o labels/ --output-format csv
+
+\b
+On Ray Data (pip install 'mlb[ray]'): an actor pool, same output bytes:
+    mlb-batch /data/inbox/ -m model.onnx -o labels/ --engine ray --ray-address auto
+
+\b
 Cron (MLB_MODEL set once; --resume continues a killed run):
     0 3 * * * MLB_MODEL=/srv/model.onnx mlb-batch /data/today.csv -o /data/labels.jsonl --resume --quiet
 
 INPUT is CSV, TSV, JSON lines or plain text (one text per line), optionally .gz; "-" is
 stdin (plain text unless --format says otherwise). The output is JSON lines unless its
 name ends in .csv or .tsv. Rows that cannot be classified (empty text, malformed line)
-get a record with "error" and "row".
+get a record with "error" and "row". With an output folder (-o DIR/) each input
+NAME.csv becomes DIR/NAME.jsonl (or .csv/.tsv with --output-format) and DIR/NAME.jsonl.done
+marks it done; a failed file is reported and the others still run.
 
 \b
 Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
@@ -98,9 +110,10 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 
 @click.command(context_settings=CONTEXT_SETTINGS, help=HELP)
 @click.version_option(__version__, "--version", prog_name="mlb-batch")
-@click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
-              help="Output file (.jsonl, .csv or .tsv); - for stdout. Written atomically.")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE|DIR/",
+              help="Output file (.jsonl, .csv or .tsv), - for stdout, or a folder (one output per input). "
+                   "Written atomically.")
 @click.option("-m", "--model", envvar="MLB_MODEL", metavar="FILE.onnx",
               help="Model written by mlb-export. [env: MLB_MODEL]")
 @click.option("--format", "format_", type=click.Choice([f for f in FORMATS if f != "parquet"] + ["ndjson"]),
@@ -127,15 +140,26 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
               help="Rows read, tokenized and written at a time (memory is proportional to it).")
 @click.option("--resume", is_flag=True,
               help="Continue a killed run from its last checkpoint (OUTPUT.progress); the result is byte-identical.")
+@click.option("--redo", is_flag=True, help="With an output folder: run inputs whose outputs are already done too.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process. ray: a Ray Data actor pool (pip install 'mlb[ray]').")
+@click.option("--ray-address", envvar="RAY_ADDRESS", metavar="ADDRESS",
+              help="Ray cluster to join (auto, ray://head:10001); default: start a local one. [env: RAY_ADDRESS]")
+@click.option("--ray-concurrency", type=click.IntRange(min=1), metavar="ACTORS",
+              help="Predictor actors (default: cluster CPUs / --threads, or one per GPU with cuda).")
+@click.option("--ray-batch-size", type=click.IntRange(min=1), metavar="ROWS",
+              help="Rows per actor call (default: --chunk-size; the local engine with the same chunk size "
+                   "gives the same bytes).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary (errors are still printed).")
-def main(input_path: str, output: str, model: Optional[str], format_: Optional[str], header: Optional[bool],
+def main(inputs: tuple, output: str, model: Optional[str], format_: Optional[str], header: Optional[bool],
          text_column: Optional[str], id_columns: tuple, output_format: Optional[str], thresholds: tuple,
          top_k: Optional[int], scores: bool, device: str, threads: Optional[int], token_budget: Optional[int],
-         chunk_size: int, resume: bool, quiet: bool) -> None:
-    from .pipeline import BatchJob, BatchOptions
+         chunk_size: int, resume: bool, redo: bool, engine: str, ray_address: Optional[str],
+         ray_concurrency: Optional[int], ray_batch_size: Optional[int], quiet: bool) -> None:
+    from .pipeline import BatchOptions
 
     options = BatchOptions(
-        input=input_path, output=output, model=model, format=format_, header=header, text_column=text_column,
+        input=inputs[0], output=output, model=model, format=format_, header=header, text_column=text_column,
         id_columns=id_columns, output_format=output_format, thresholds=thresholds, top_k=top_k, scores=scores,
         device=device, threads=threads, token_budget=token_budget, chunk_size=chunk_size, resume=resume,
     )
@@ -148,9 +172,10 @@ def main(input_path: str, output: str, model: Optional[str], format_: Optional[s
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (embedded use)
         previous = None
-    job = BatchJob(options)
+    job: Any = None
     try:
         try:
+            job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet)
             job.prepare()
             summary = job.run(on_progress=progress)
         finally:
@@ -189,10 +214,40 @@ def main(input_path: str, output: str, model: Optional[str], format_: Optional[s
         for note in summary.notes:
             click.echo(f"mlb-batch: {note}", err=True)
         click.echo(summary.line(), err=True)
-    sys.exit(EXIT_ROW_ERRORS if summary.errors else EXIT_OK)
+    code = getattr(summary, "exit_code", None)  # an inbox decides from all its files
+    sys.exit(code if code is not None else EXIT_ROW_ERRORS if summary.errors else EXIT_OK)
+
+
+def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional[str],
+                 ray_concurrency: Optional[int], ray_batch_size: Optional[int], redo: bool, quiet: bool) -> Any:
+    """One BatchJob for one input -> FILE/stdout; an InboxRun for an output folder."""
+    from .errors import UsageError
+    from .inbox import InboxRun, plan
+    from .pipeline import BatchJob
+
+    if engine != "ray" and (ray_address or ray_concurrency or ray_batch_size):
+        given = [n for n, v in (("--ray-concurrency", ray_concurrency), ("--ray-batch-size", ray_batch_size)) if v]
+        if given:  # RAY_ADDRESS alone may be set in the environment for other tools
+            raise UsageError(f"{', '.join(given)} need --engine ray")
+
+    def make_job(job_options: Any) -> Any:
+        if engine == "ray":
+            from .ray_engine import RayBatchJob, RayOptions
+
+            return RayBatchJob(job_options, RayOptions(ray_address, ray_concurrency, ray_batch_size))
+        return BatchJob(job_options)
+
+    planned = plan(inputs, options.output, options.output_format)
+    if not planned.inbox:
+        options.input = planned.files[0].input
+        return make_job(options)
+    return InboxRun(planned, options, make_job, redo=redo, echo=lambda line: click.echo(line, err=True), quiet=quiet)
 
 
 def _stopped(what: str, job: Any, code: int) -> None:
+    if job is None:
+        click.echo(f"Error: stopped by {what}", err=True)
+        sys.exit(code)
     done = job.summary.rows
     keep = "" if job.options.output == "-" else f"; {job.options.output} is unchanged, --resume continues"
     click.echo(f"Error: stopped by {what} after {done} rows{keep}", err=True)

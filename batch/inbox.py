@@ -106,9 +106,7 @@ def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> L
             if not found:
                 raise UsageError(f"{item}: no file matches this pattern")
             files.extend(found)
-        elif not os.path.exists(item):
-            raise UsageError(f"{item}: no such file or folder")
-        else:
+        else:  # a missing file is the reader's error (exit 1), like any unreadable input
             files.append(item)
     seen = set()
     unique = []
