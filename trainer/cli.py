@@ -158,7 +158,8 @@ def cli(**kwargs: Any) -> None:
         command=["mlb-train"] + list((click.get_current_context().obj or {}).get("argv", sys.argv[1:])),
     )
     metrics = train(opts, log=lambda line: click.echo(line, err=True))
-    click.echo(summary_table(metrics))
+    if metrics:  # {} on the other processes of a torchrun: one table, from the main process
+        click.echo(summary_table(metrics))
 
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-train") -> None:

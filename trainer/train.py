@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from batch.errors import InputError, ModelFileError, UsageError
+from batch.errors import InputError, MlbError, ModelFileError, UsageError
 from batch.modelfile import CheckpointConfig
 from batch.preprocess import Preprocessing
 
@@ -275,9 +275,30 @@ def _log_callback(log: Callable[[str], None]):
     return LogLines()
 
 
-def _eval_schedule(n_train: int, opts: TrainOptions) -> Dict[str, int]:
-    """Evaluate (and save) once an epoch, and always at the last step."""
-    steps_per_epoch = max(1, math.ceil(n_train / opts.batch_size))
+def world_size() -> int:
+    """Processes in this training (torchrun / accelerate launch set WORLD_SIZE; 1 otherwise)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def is_main_process() -> bool:
+    """Global rank 0 (or not distributed): the one process that checks, writes and tunes.
+
+    Read from the launcher's environment (RANK), so it is known before the Trainer sets up
+    torch.distributed; ``Trainer.is_world_process_zero()`` agrees with it afterwards.
+    """
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
+def _eval_schedule(n_train: int, opts: TrainOptions, processes: int = 1) -> Dict[str, int]:
+    """Evaluate (and save) once an epoch, and always at the last step.
+
+    Under torchrun each optimizer step consumes ``batch_size`` rows per process, so an
+    epoch has ``processes`` times fewer steps.
+    """
+    steps_per_epoch = max(1, math.ceil(n_train / (opts.batch_size * max(1, processes))))
     if opts.max_steps:
         total = opts.max_steps
     else:
@@ -302,8 +323,12 @@ def _last_checkpoint(folder: str) -> Optional[str]:
     return max(steps)[1] if steps else None
 
 
-def _prepare_output(opts: TrainOptions) -> Optional[str]:
-    """Check the output folder; returns the checkpoint to resume from, if any."""
+def _prepare_output(opts: TrainOptions, main: bool = True) -> Optional[str]:
+    """Check the output folder; returns the checkpoint to resume from, if any.
+
+    Every process checks; only the main one (``main``) removes old checkpoints or creates
+    the folder, so the processes of a torchrun never race on the file system.
+    """
     out = opts.output
     ckdir = os.path.join(out, CHECKPOINTS_DIR)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -321,8 +346,10 @@ def _prepare_output(opts: TrainOptions) -> Optional[str]:
             raise UsageError(
                 f"{out} already holds a model or checkpoints; pass --resume to continue that run or --overwrite to replace it"
             )
-        shutil.rmtree(ckdir, ignore_errors=True)
-    os.makedirs(out, exist_ok=True)
+        if main:
+            shutil.rmtree(ckdir, ignore_errors=True)
+    if main:
+        os.makedirs(out, exist_ok=True)
     return None
 
 
@@ -392,9 +419,19 @@ def _device_settings(device: str) -> Dict[str, Any]:
 
 
 def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Run one training and write the output folder; returns the metrics written to metrics.json."""
+    """Run one training and write the output folder; returns the metrics written to metrics.json.
+
+    Under ``torchrun --nproc_per_node N`` (or ``accelerate launch``) every process trains
+    its share and takes part in evaluation and prediction (the Trainer gathers the
+    predictions of all processes, in dataset order); only the main process tunes the
+    thresholds, writes the output folder and returns the metrics; the others return {}.
+    """
     opts.check()
     started = time.time()
+    main_process = is_main_process()
+    processes = world_size()
+    if not main_process:
+        log = lambda line: None  # noqa: E731 - one copy of every message, from the main process
     splits = load_splits(opts, log)
     train_data, val_data, test_data = splits["train"], splits["validation"], splits.get("test")
     label_names = train_data.label_names
@@ -410,7 +447,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
         + f" rows; {len(label_names)} labels"
     )
 
-    resume_from = _prepare_output(opts)
+    resume_from = _prepare_output(opts, main=main_process)
     base = opts.base_model or default_base_model()
 
     import torch
@@ -428,7 +465,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
         else None
     )
 
-    schedule = _eval_schedule(len(train_data), opts)
+    schedule = _eval_schedule(len(train_data), opts, processes)
     metric = TUNED_FOR_BEST.get(opts.metric_for_best, opts.metric_for_best)
     ckdir = os.path.join(opts.output, CHECKPOINTS_DIR)
     args = TrainingArguments(
@@ -458,6 +495,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
         report_to=[],
         save_safetensors=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter takes part (torchrun); skips a graph walk per step
         disable_tqdm=not sys.stderr.isatty(),
     )
 
@@ -496,6 +534,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
     log(
         f"Training {base} on {device['device_name']}"
         + (" (bf16)" if device["bf16"] else " (fp16)" if device["fp16"] else "")
+        + (f" x {processes} processes" if processes > 1 else "")
         + f": {schedule['total_steps']} steps, evaluating every {schedule['eval_steps']}"
         + (f"; resuming from {resume_from}" if resume_from else "")
     )
@@ -510,8 +549,20 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
         out = trainer.predict(ds, metric_key_prefix="final")
         return _sigmoid(out.predictions)
 
+    # Every process must take part in predict (it gathers across processes); the
+    # gathered arrays are the whole split, in order, on every process.
     val_probs = probabilities(val_ds)
     test_probs = probabilities(test_ds) if test_ds is not None else None
+    for name, probs, split in (("validation", val_probs, val_data), ("test", test_probs, test_data)):
+        if probs is not None and split is not None and probs.shape[0] != len(split):
+            raise MlbError(
+                f"{name}: predictions for {probs.shape[0]} rows, expected {len(split)} "
+                f"(gathered from {processes} processes)"
+            )
+    if not trainer.is_world_process_zero():
+        # No collective follows: the main process tunes and writes alone, and a failure
+        # there cannot leave this process waiting at a barrier.
+        return {}
 
     thresholds_by_objective = {name: tune_thresholds(val_data.labels, val_probs, name) for name in OBJECTIVES}
     chosen = thresholds_by_objective[opts.threshold_objective]
@@ -547,6 +598,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
         "metric_for_best": metric,
         "best_metric": state.best_metric,
         "device": device["device_name"],
+        "processes": processes,
         "precision": "bf16" if device["bf16"] else "fp16" if device["fp16"] else "fp32",
         "train_loss": getattr(train_output, "training_loss", None),
         "labels_without_train_positives": missing,
