@@ -202,7 +202,7 @@ def load_model(path: Optional[str], device: str = "auto", threads: Optional[int]
             with _captured_stderr() as log:
                 session = _create_session(path, [CUDA, CPU], threads)
             if session.get_providers()[0] != CUDA:
-                session = None
+                # auto keeps the session onnxruntime fell back to: it is a CPU session.
                 if device == "cuda":
                     reason = _cuda_failure_reason(log) or "see onnxruntime's CUDA requirements"
                     raise MlbError(
