@@ -119,10 +119,12 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 @click.option("--format", "format_", type=click.Choice([f for f in FORMATS if f != "parquet"] + ["ndjson"]),
               help="Input format when the name does not say (default for stdin: text).")
 @click.option("--header/--no-header", default=None, help="Whether CSV/TSV input has a header row (default: detect).")
-@click.option("--text-column", metavar="NAME",
-              help="Column with the text (default: text, Tweet, sentence, comment, content, body or message).")
-@click.option("--id-column", "id_columns", multiple=True, metavar="NAME",
-              help="Column copied to each record; repeatable (default: id/ID if present, else the row number).")
+@click.option("--text-column", metavar="NAME|N",
+              help="Column with the text (default: text, Tweet, sentence, comment, content, body or message; "
+                   "without a header row, the column with by far the most letters, or give its 1-based position).")
+@click.option("--id-column", "id_columns", multiple=True, metavar="NAME|N",
+              help="Column copied to each record; repeatable; N is a 1-based position in a file without a header "
+                   "(default: id/ID if present, else the row number).")
 @click.option("--output-format", type=click.Choice(["jsonl", "csv", "tsv"]),
               help="Output format (default: from the output name; JSON lines for stdout).")
 @click.option("-t", "--threshold", "thresholds", multiple=True, metavar="P|LABEL=P",

@@ -76,7 +76,7 @@ class Summary:
         resumed = f" (resumed after row {self.resumed_from})" if self.resumed_from else ""
         where = "stdout" if self.output == "-" else self.output
         return (
-            f"mlb-batch: {self.rows} rows, {self.errors} errors, {self.seconds:.1f} s, "
+            f"mlb-batch: {self.rows} rows, {self.errors} errors, {self.seconds:.2f} s, "
             f"{self.rows_per_second:.0f} rows/s, {self.provider}{resumed} -> {where}"
         )
 
@@ -118,10 +118,40 @@ def parse_thresholds(values: Sequence[str], label_names: Sequence[str], defaults
     return thresholds
 
 
+def _column_by_index(table: Table, explicit: str) -> Optional[str]:
+    """``--text-column 2`` means the second column of a headerless file."""
+    if not table.has_header and explicit.isdigit():
+        position = int(explicit)
+        if 1 <= position <= len(table.columns):
+            return table.columns[position - 1]
+    return None
+
+
+def _text_column_from_data(table: Table) -> Optional[str]:
+    """In a headerless file the text is the column with by far the most letters."""
+    letters = {c: 0 for c in table.columns}
+    for row in table.sample(64):
+        if row.values is None:
+            continue
+        for column in table.columns:
+            value = row.values.get(column)
+            if isinstance(value, str):
+                letters[column] += sum(ch.isalpha() for ch in value)
+    ranked = sorted(letters.items(), key=lambda item: item[1], reverse=True)
+    if not ranked or ranked[0][1] == 0:
+        return None
+    if len(ranked) > 1 and ranked[0][1] < 2 * ranked[1][1]:
+        return None
+    return ranked[0][0]
+
+
 def pick_text_column(table: Table, explicit: Optional[str]) -> str:
     columns = list(table.columns)
     where = "stdin" if table.path == "-" else table.path
     if explicit:
+        by_index = _column_by_index(table, explicit)
+        if by_index is not None:
+            return by_index
         if columns and explicit not in columns:
             raise UsageError(f"{where}: no column {explicit!r}; the columns are: {', '.join(columns)}")
         return explicit
@@ -141,10 +171,15 @@ def pick_text_column(table: Table, explicit: Optional[str]) -> str:
         return columns[0]
     if not columns:  # an empty file (or JSON lines whose first line is bad): rows decide
         return "text"
+    if not table.has_header and table.format.format in ("csv", "tsv"):
+        detected = _text_column_from_data(table)
+        if detected is not None:
+            return detected
     shown = ", ".join(columns) if columns else "(none)"
+    hint = " (or its 1-based position in a file without a header)" if not table.has_header else ""
     raise UsageError(
         f"{where}: cannot tell which column holds the text; the columns are: {shown}. "
-        f"Pass --text-column NAME"
+        f"Pass --text-column NAME{hint}"
     )
 
 
@@ -152,6 +187,7 @@ def pick_id_columns(table: Table, explicit: Sequence[str], text_column: str) -> 
     columns = list(table.columns)
     where = "stdin" if table.path == "-" else table.path
     if explicit:
+        explicit = [_column_by_index(table, name) or name for name in explicit]
         if columns:
             missing = [c for c in explicit if c not in columns]
             if missing:

@@ -119,6 +119,8 @@ class Table:
         self.has_header = False
         self._first_cells: Optional[List[str]] = None
         self._header_hint = header
+        self._sampled: Optional[List[Row]] = None
+        self._row_iter: Optional[Iterator[Row]] = None
         if self.format.format in ("csv", "tsv"):
             self._prepare_delimited()
         elif self.format.format == "text":
@@ -201,7 +203,29 @@ class Table:
 
     # -- rows ---------------------------------------------------------------------------------
 
+    def sample(self, count: int = 64) -> List[Row]:
+        """The first ``count`` rows, kept so that ``rows()`` still yields them first.
+
+        Lets callers detect columns from data (headerless files) without a second pass,
+        which stdin could not give them.
+        """
+        if self._sampled is None:
+            self._row_iter = self._make_rows()
+            self._sampled = []
+        while len(self._sampled) < count:
+            try:
+                self._sampled.append(next(self._row_iter))
+            except StopIteration:
+                break
+        return list(self._sampled[:count])
+
     def rows(self) -> Iterator[Row]:
+        if self._sampled is None:
+            return self._make_rows()
+        sampled, self._sampled = self._sampled, []
+        return _chain_rows(sampled, self._row_iter)
+
+    def _make_rows(self) -> Iterator[Row]:
         fmt = self.format.format
         if fmt in ("csv", "tsv"):
             return self._delimited_rows()
@@ -296,6 +320,12 @@ class Table:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _chain_rows(first: List[Row], rest: Optional[Iterator[Row]]) -> Iterator[Row]:
+    yield from first
+    if rest is not None:
+        yield from rest
 
 
 def open_table(

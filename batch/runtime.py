@@ -174,7 +174,7 @@ def load_model(path: Optional[str], device: str = "auto", threads: Optional[int]
     if not path:
         raise UsageError(
             "no model given: pass --model FILE.onnx or set MLB_MODEL. To make one, train with "
-            "`mlb-train DATA -o run/` and export with `mlb-export run/ -o model.onnx`"
+            "`mlb-train --train DATA -o run/` and export it with `mlb-export run/ model.onnx`"
         )
     if device not in DEVICES:
         raise UsageError(f"--device {device!r}: use one of {', '.join(DEVICES)}")

@@ -474,3 +474,27 @@ def test_memory_does_not_grow_with_rows(tmp_path, varied_onnx):
     large_rss = _peak_rss_mib([str(large), "-o", str(tmp_path / "l.jsonl"), *common])
     assert len((tmp_path / "l.jsonl").read_text().splitlines()) == 30_000
     assert large_rss < small_rss + 8, (small_rss, large_rss)  # measured: +2 MiB
+
+
+def test_headerless_file_text_column_detected_and_positions_accepted(tmp_path, varied_onnx):
+    """GoEmotions-like TSV without a header: text found from the data; ids by 1-based position."""
+    path = tmp_path / "comments.tsv"
+    path.write_text(
+        "WOW\t0,17\teeabc\n"
+        "My favourite food is anything I didn't have to cook myself.\t27\teebbqej\n"
+        "I am so happy today, what a great day\t17\teexyz\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    result = run([str(path), "-m", str(varied_onnx), "-o", str(out), "--id-column", "3"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["column_3"] for r in records] == ["eeabc", "eebbqej", "eexyz"]
+    by_name = tmp_path / "by_name.jsonl"
+    result = run([str(path), "-m", str(varied_onnx), "-o", str(by_name), "--text-column", "1", "--id-column", "3"])
+    assert result.exit_code == 0, result.output
+    assert by_name.read_text() == out.read_text()
+    # The scores are those of the text column, not of the label ids.
+    wrong = tmp_path / "wrong.jsonl"
+    run([str(path), "-m", str(varied_onnx), "-o", str(wrong), "--text-column", "2", "--id-column", "3"])
+    assert wrong.read_text() != out.read_text()

@@ -120,3 +120,12 @@ def test_bytes_read_tracks_progress(tmp_path):
         count = sum(1 for _ in table.rows())
         assert count == 50_000
         assert table.bytes_read == table.size
+
+
+def test_sample_does_not_consume_rows(tmp_path):
+    path = write(tmp_path, "a.tsv", b"".join(b"text %d\t%d\n" % (i, i) for i in range(100)))
+    with open_table(path) as table:
+        first = table.sample(10)
+        assert [r.number for r in first] == list(range(1, 11))
+        assert [r.number for r in table.sample(5)] == [1, 2, 3, 4, 5]
+        assert [r.number for r in table.rows()] == list(range(1, 101))
