@@ -6,31 +6,17 @@ code; ``MLB_RAISE_ERRORS=1`` shows the traceback instead.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any, List, Optional
 
 import click
 
-from batch.errors import MlbError
+from batch.cli_common import CONTEXT_SETTINGS, run_command, split_names
 
 from . import __version__
 from .quantize import OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _raise_errors() -> bool:
-    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
-
-
-def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[List[str]]:
-    if value is None:
-        return None
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if not names:
-        raise click.BadParameter("give comma-separated label column names")
-    return names
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -55,7 +41,7 @@ def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[st
 @click.option("--text-column", metavar="NAME|N", help="--validate-on text column (default: detect).")
 @click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
               help="--validate-on label layout: wide (one 0/1 column per label) or list (one column of names/ids).")
-@click.option("--labels", "label_columns", callback=_split_labels, metavar="A,B,C",
+@click.option("--labels", "label_columns", callback=split_names, metavar="A,B,C",
               help="Wide layout: the label columns.")
 @click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
 @click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
@@ -134,28 +120,4 @@ def cli(**kwargs: Any) -> None:
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-export") -> None:
     """Console entry point: user errors become one line and an exit code, not a traceback."""
-    try:
-        argv = list(sys.argv[1:] if args is None else args)
-        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except MlbError as exc:
-        if _raise_errors():
-            raise
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted; the previous output file (if any) is unchanged.", err=True)
-        sys.exit(130)
-    except Exception as exc:  # the catch-all: one line, with the way to see more
-        if _raise_errors():
-            raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        click.echo(f"Error: {type(exc).__name__}: {first} (set MLB_RAISE_ERRORS=1 for the traceback)", err=True)
-        sys.exit(1)
+    run_command(cli, args, prog_name, interrupted='Interrupted; the previous output file (if any) is unchanged.')

@@ -7,31 +7,18 @@ errors (``batch.errors.MlbError``) become one ``Error: ...`` line and their exit
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, List, Optional
 
 import click
 
-from batch.errors import MlbError
+from batch.cli_common import CONTEXT_SETTINGS, run_command, split_names
 from batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
 
 from . import __version__
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _raise_errors() -> bool:
-    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
-
-
-def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[List[str]]:
-    if value is None:
-        return None
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if not names:
-        raise click.BadParameter("give comma-separated label column names")
-    return names
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -52,7 +39,7 @@ def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[st
 @click.option("--id-column", metavar="NAME|N", help="Column with row ids, excluded from the labels (default: detect id/ID).")
 @click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
               help="wide: one 0/1 column per label. list: one column of label names or ids.")
-@click.option("--labels", callback=_split_labels, metavar="A,B,C",
+@click.option("--labels", callback=split_names, metavar="A,B,C",
               help="Wide layout: the label columns (default: every column but text and id).")
 @click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
 @click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
@@ -164,28 +151,4 @@ def cli(**kwargs: Any) -> None:
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-train") -> None:
     """Console entry point: user errors become one line and an exit code, not a traceback."""
-    try:
-        argv = list(sys.argv[1:] if args is None else args)
-        cli.main(args=argv, prog_name=prog_name, standalone_mode=False, obj={"argv": argv})
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except MlbError as exc:
-        if _raise_errors():
-            raise
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted; rerun with --resume to continue from the last checkpoint.", err=True)
-        sys.exit(130)
-    except Exception as exc:  # the catch-all: one line, with the way to see more
-        if _raise_errors():
-            raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        click.echo(f"Error: {type(exc).__name__}: {first} (set MLB_RAISE_ERRORS=1 for the traceback)", err=True)
-        sys.exit(1)
+    run_command(cli, args, prog_name, interrupted='Interrupted; rerun with --resume to continue from the last checkpoint.')

@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any, List, Optional, Sequence
 
 import click
 
+from batch.cli_common import CONTEXT_SETTINGS, run_command, split_names
 from batch.errors import MlbError, UsageError
 
 from . import __version__
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _raise_errors() -> bool:
-    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
-
-
-def _split_labels(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[List[str]]:
-    if value is None:
-        return None
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if not names:
-        raise click.BadParameter("give comma-separated label column names")
-    return names
 
 
 def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_file: Optional[str] = None,
@@ -67,7 +55,7 @@ def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_f
 @click.option("--id-column", metavar="NAME|N", help="Column with row ids, excluded from the labels (default: detect id/ID).")
 @click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
               help="wide: one 0/1 column per label. list: one column of label names or ids.")
-@click.option("--labels", callback=_split_labels, metavar="A,B,C",
+@click.option("--labels", callback=split_names, metavar="A,B,C",
               help="Wide layout: the label columns (default: every column but text and id).")
 @click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
 @click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
@@ -170,31 +158,7 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-eval") -> None:
     """Console entry point: user errors become one line and an exit code, not a traceback."""
-    try:
-        argv = list(sys.argv[1:] if args is None else args)
-        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except MlbError as exc:
-        if _raise_errors():
-            raise
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    except Exception as exc:  # the catch-all: one line, with the way to see more
-        if _raise_errors():
-            raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        click.echo(f"Error: {type(exc).__name__}: {first} (set MLB_RAISE_ERRORS=1 for the traceback)", err=True)
-        sys.exit(1)
+    run_command(cli, args, prog_name, interrupted='Interrupted.')
 
 
 if __name__ == "__main__":  # pragma: no cover
