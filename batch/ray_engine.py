@@ -77,7 +77,8 @@ def start_ray(options: RayOptions, quiet: bool = True) -> Any:
             if options.address:
                 ray.init(address=options.address, **kwargs)
             else:
-                ray.init(num_cpus=options.num_cpus or available_cpus(), **kwargs)
+                # "local": always a new instance of our own, never one found running on this machine.
+                ray.init(address="local", num_cpus=options.num_cpus or available_cpus(), **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = options.address or "a local instance"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
