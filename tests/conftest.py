@@ -61,8 +61,12 @@ def build_tiny_tokenizer():
     )
 
 
-def build_tiny_model(label_names, seed: int = 0, vocab_size: int = 200):
-    """A 2-layer, 32-wide random BERT with a multi-label head."""
+def build_tiny_model(label_names, seed: int = 0, vocab_size: int = 200, initializer_range: float = 0.02):
+    """A 2-layer, 32-wide random BERT with a multi-label head.
+
+    A larger ``initializer_range`` makes outputs differ clearly from text to text, which
+    tests of row order need (the default init scores every text almost the same).
+    """
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -78,6 +82,7 @@ def build_tiny_model(label_names, seed: int = 0, vocab_size: int = 200):
         id2label={i: n for i, n in enumerate(label_names)},
         label2id={n: i for i, n in enumerate(label_names)},
         problem_type="multi_label_classification",
+        initializer_range=initializer_range,
     )
     return BertForSequenceClassification(config)
 

@@ -237,6 +237,17 @@ def _trainer_class():
             )
             return (loss, outputs) if return_outputs else loss
 
+        def _get_eval_sampler(self, eval_dataset):
+            # With group_by_length=True, transformers 4.57 also draws *evaluation* batches
+            # with a randomised LengthGroupedSampler, so trainer.predict() returns rows in
+            # a shuffled order. Metrics computed inside evaluate() pair each prediction with
+            # its own label and look fine, but predictions compared with the split's labels
+            # (thresholds, metrics.json, eval_predictions.npz) would be misaligned. Length
+            # grouping is for training batches only: evaluate and predict in file order.
+            if eval_dataset is None:
+                return None
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
     MultiLabelTrainer.model_accepts_loss_kwargs = False
     return MultiLabelTrainer
 
