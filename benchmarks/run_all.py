@@ -37,7 +37,7 @@ import common as c  # noqa: E402
 
 DOC = c.REPO / "docs" / "BENCHMARKS.md"
 IMG = c.REPO / "docs" / "img"
-PARTS = ("inference", "accuracy", "training")
+PARTS = ("inference", "accuracy", "training", "ray")
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -177,6 +177,13 @@ def render(results: Dict[str, Any]) -> str:
         tr = results["training"]
         out.append(f"Commands: recipe `{tr['recipe_command']}`; mlb `{tr['runs']['mlb-train']['command']}` "
                    "\n")
+    if "ray" in results:
+        out.append("\n## Ray engine on this machine (issue 7)\n")
+        out.append("`mlb-batch --engine ray` against the local engine on the int8 file, 3,000 GoEmotions rows, written by "
+                   f"`{results['ray']['command']}` (also in [BENCHMARKS-ray.md](BENCHMARKS-ray.md)). On one 2-core "
+                   "machine Ray can only add overhead (cluster start, actor start and model load, object store); "
+                   "the point is that its output is byte-identical and what that costs.\n")
+        out.append(results["ray"]["table"] or f"bench_ray.py failed (exit {results['ray']['returncode']}).")
     out.append("\n## How to reproduce\n")
     out.append("```\n.venv/bin/pip install -e '.[test]'   # see README\n" + results["command"] + "\n```\n")
     out.append("Method: each inference contender is a fresh process (`benchmarks/bench_inference.py --worker ...`, or "
@@ -280,6 +287,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["training"] = bench_training.run_training(a.work / "training", train_rows=a.train_rows,
                                                           epochs=a.epochs, eval_rows=a.eval_rows, data=a.data)
         print(bench_training.report(results["training"]), flush=True)
+
+    if "ray" not in a.skip and not a.quick:
+        # The Ray engine against the local engine (issue 7): its own script, as a child, on the int8 file.
+        c.log("ray engine vs local engine (benchmarks/bench_ray.py)")
+        ray_run = c.run_child([sys.executable, str(c.REPO / "benchmarks" / "bench_ray.py"), "--model", str(models["int8"]),
+                               "--rows", "3000", "--write-doc"], timeout=1200)
+        results["ray"] = {"command": f"benchmarks/bench_ray.py --model {models['int8']} --rows 3000 --write-doc",
+                          "table": ray_run["stdout"].strip(), "returncode": ray_run["rc"]}
 
     results["load_end"] = list(os.getloadavg())
     results["elapsed_s"] = time.monotonic() - started
