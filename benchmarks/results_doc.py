@@ -37,6 +37,34 @@ def onnx_header(path: Path) -> Dict[str, Any]:
     return load_model(str(path), "cpu", threads=1).header.to_dict()
 
 
+def gap_to_anchor(run: Path, metrics: Dict[str, Any]) -> List[str]:
+    """Where the macro-F1 stands against the paper's 0.46, and which labels hold it back."""
+    import numpy as np
+
+    test = metrics["test"]
+    best_objective = max(test["by_objective"], key=lambda o: test["by_objective"][o]["macro_f1"])
+    best = test["by_objective"][best_objective]
+    lines = ["### Against the macro-F1 anchor", ""]
+    verdict = "above" if best["macro_f1"] > 0.46 else "below"
+    lines.append(f"Best test macro-F1: {best['macro_f1']:.3f} (thresholds `{best_objective}`), {verdict} the paper's 0.46.")
+    npz = run / "eval_predictions.npz"
+    if npz.exists():
+        counts = np.load(npz, allow_pickle=False)["train_label_counts"]
+        names = metrics["label_names"]
+        weak = sorted(((best["per_label"][n]["f1"], n, int(counts[i])) for i, n in enumerate(names)))[:8]
+        lines.append("The weakest labels at those thresholds, with their training examples: "
+                     + ", ".join(f"{n} F1 {f1:.2f} ({c} examples)" for f1, n, c in weak) + ".")
+    history = run / "history.json"
+    if history.exists():
+        evals = [h for h in json.loads(history.read_text()) if "eval_loss" in h]
+        if len(evals) > 1:
+            lines.append("Validation loss by epoch: " + ", ".join(f"{h['eval_loss']:.4f}" for h in evals)
+                         + " (still falling when the run stopped)." if evals[-1]["eval_loss"] < evals[-2]["eval_loss"]
+                         else "Validation loss by epoch: " + ", ".join(f"{h['eval_loss']:.4f}" for h in evals) + ".")
+    lines.append("")
+    return lines
+
+
 def main(argv: List[str]) -> int:
     run = Path(argv[0] if argv else ROOT / "runs" / "goemotions")
     exports = Path(argv[1] if len(argv) > 1 else ROOT / "runs" / "goemotions-export")
@@ -77,6 +105,7 @@ def main(argv: List[str]) -> int:
         "thresholds differ, so a user can switch objective with `mlb-batch --threshold` or by retuning."
     )
     out.append("")
+    out += gap_to_anchor(run, metrics)
 
     out += ["## Exported files", ""]
     export_rows = []
