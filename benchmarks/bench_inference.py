@@ -399,6 +399,8 @@ def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows:
 
 def report(results: Dict[str, Any], peaks: Dict[str, Any]) -> str:
     """Markdown: throughput and memory, distance to the limit, targets."""
+    from batch.bucketing import DEFAULT_MULTIPLE
+
     out: List[str] = []
     flops = results["flops"]
     test = results["sets"]["test"]
@@ -458,7 +460,7 @@ def report(results: Dict[str, Any], peaks: Dict[str, Any]) -> str:
                            "computed GFLOP/s (incl. padding, matmuls)", "useful / peak", "peak used"], rows))
     out.append("\nPadding is replayed from each contender's batching on the same token lengths: the recipe pads every "
                "row to 128; the pipelines pad each batch of consecutive rows to its longest row; mlb sorts each "
-               "4,096-row chunk by length and pads token-budget batches to the next multiple of 8 "
+               f"4,096-row chunk by length and pads token-budget batches to the next multiple of {DEFAULT_MULTIPLE} "
                "(`batch.bucketing.make_batches`).\n")
     alts = results.get("padding_alternatives")
     if alts:

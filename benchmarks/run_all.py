@@ -62,6 +62,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--eval-rows", type=int, help="validation/test rows for the training comparison [1000; quick 200]")
     p.add_argument("--accuracy-rows", type=int, help="test rows for the accuracy section [all; quick 500]")
     p.add_argument("--doc", type=Path, help="where to write the Markdown [docs/BENCHMARKS.md; quick WORK/BENCHMARKS-quick.md]")
+    p.add_argument("--update", action="store_true",
+                   help="rerun only the parts not skipped and merge them into WORK/results.json (the rest is kept)")
     p.add_argument("--from-json", type=Path, help="re-render the document from a results.json; run nothing")
     a = p.parse_args(argv)
     q = a.quick
@@ -186,6 +188,9 @@ def render(results: Dict[str, Any]) -> str:
         out.append(results["ray"]["table"] or f"bench_ray.py failed (exit {results['ray']['returncode']}).")
     out.append("\n## How to reproduce\n")
     out.append("```\n.venv/bin/pip install -e '.[test]'   # see README\n" + results["command"] + "\n```\n")
+    for update in results.get("updates", []):
+        out.append(f"Part(s) {', '.join(update['parts'])} rerun on {update['date']} by `{update['command']}` "
+                   "(the same code as the full command; the other parts are from the run above).\n")
     out.append("Method: each inference contender is a fresh process (`benchmarks/bench_inference.py --worker ...`, or "
                "the real `python -m batch` CLI for mlb-batch), run round-robin with the starting contender rotating "
                "each repeat; medians are reported. Inputs are generated into the work folder at run time; nothing "
@@ -256,16 +261,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = time.monotonic()
     a.work.mkdir(parents=True, exist_ok=True)
     machine = c.machine_info()
-    results: Dict[str, Any] = {
-        "command": ".venv/bin/python benchmarks/run_all.py " + " ".join(shlex.quote(x) for x in argv_used),
-        "quick": a.quick, "machine": machine, "peaks": c.cpu_peaks(machine), "load_start": list(os.getloadavg()),
-    }
+    command = ".venv/bin/python benchmarks/run_all.py " + " ".join(shlex.quote(x) for x in argv_used)
+    if a.update:
+        results = json.loads((a.work / "results.json").read_text(encoding="utf-8"))
+        rerun = [part for part in PARTS if part not in a.skip]
+        results.setdefault("updates", []).append({"command": command, "parts": rerun, "date": machine["date"]})
+        for part in rerun:
+            results.pop(part, None)
+        previous_elapsed = results.get("elapsed_s", 0.0)
+    else:
+        previous_elapsed = 0.0
+        results = {
+            "command": command,
+            "quick": a.quick, "machine": machine, "peaks": c.cpu_peaks(machine), "load_start": list(os.getloadavg()),
+        }
     c.log(f"work folder {a.work}; load average {os.getloadavg()[0]:.2f}")
     models = resolve_models(a)
     results["models"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in models.items()}
     results["models"]["fp32_mb"] = models["fp32"].stat().st_size / 1e6
     results["models"]["int8_mb"] = models["int8"].stat().st_size / 1e6
-    results["attainable_fp32"] = attainable_fp32()
+    if not a.update or "attainable_fp32" not in results:
+        results["attainable_fp32"] = attainable_fp32()
 
     if "inference" not in a.skip:
         import bench_inference
@@ -297,9 +313,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                           "table": ray_run["stdout"].strip(), "returncode": ray_run["rc"]}
 
     results["load_end"] = list(os.getloadavg())
-    results["elapsed_s"] = time.monotonic() - started
+    results["elapsed_s"] = previous_elapsed + (time.monotonic() - started)
     results["gaps"] = gap_notes(results)
-    if "inference" in results:
+    if "inference" in results and not (a.update and "inference" in a.skip):
         import bench_inference
 
         img = IMG if a.doc == DOC else a.doc.parent / "img"
