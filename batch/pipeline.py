@@ -381,22 +381,26 @@ class BatchJob:
                     lock.release()
         return self.summary
 
+    def _skip_rows_done(self, rows: Iterator[Row], table: Table, resume_point: Any) -> Tuple[int, int]:
+        """With --resume, consume the rows an earlier run already wrote; (rows done, error rows)."""
+        if resume_point is None:
+            return 0, 0
+        skipped = sum(1 for _ in islice(rows, resume_point.rows_done))
+        if skipped != resume_point.rows_done:
+            raise InputError(
+                f"has {skipped} rows but the earlier run had already written {resume_point.rows_done}; "
+                "run without --resume",
+                table.path,
+            )
+        self.summary.resumed_from = resume_point.rows_done
+        return resume_point.rows_done, resume_point.errors
+
     def _stream(self, table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk) -> None:
         predictor = self.predictor
         assert predictor is not None
         preprocessing = predictor.header.preprocessing
-        rows_done = errors = 0
         rows = table.rows()
-        if resume_point is not None:
-            skipped = sum(1 for _ in islice(rows, resume_point.rows_done))
-            if skipped != resume_point.rows_done:
-                raise InputError(
-                    f"has {skipped} rows but the earlier run had already written {resume_point.rows_done}; "
-                    "run without --resume",
-                    table.path,
-                )
-            rows_done, errors = resume_point.rows_done, resume_point.errors
-            self.summary.resumed_from = rows_done
+        rows_done, errors = self._skip_rows_done(rows, table, resume_point)
         chunk_index = 0
         for chunk in _chunks(rows, self.options.chunk_size):
             numbers, ids, row_errors, texts = split_chunk(chunk, text_column, id_columns)

@@ -26,14 +26,13 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError, MlbError, UsageError
+from .errors import MlbError, UsageError
 from .pipeline import BatchJob, BatchOptions, _chunks, parse_thresholds, split_chunk
-from .runtime import CUDA, Predictor, available_cpus, default_token_budget, load_model
+from .runtime import Predictor, available_cpus, default_token_budget, load_model
 from .writers import ChunkResult
 
 INSTALL_HINT = "pip install 'mlb[ray]' (or pip install 'ray[data]>=2.40,<3')"
@@ -283,18 +282,8 @@ class RayBatchJob(BatchJob):
 
     def _stream(self, table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk) -> None:
         assert self.pool is not None
-        rows_done = errors = 0
         rows = table.rows()
-        if resume_point is not None:
-            skipped = sum(1 for _ in islice(rows, resume_point.rows_done))
-            if skipped != resume_point.rows_done:
-                raise InputError(
-                    f"has {skipped} rows but the earlier run had already written {resume_point.rows_done}; "
-                    "run without --resume",
-                    table.path,
-                )
-            rows_done, errors = resume_point.rows_done, resume_point.errors
-            self.summary.resumed_from = rows_done
+        rows_done, errors = self._skip_rows_done(rows, table, resume_point)
         chunk_index = 0
         window: List[Any] = []
 
