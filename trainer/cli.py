@@ -12,10 +12,11 @@ from typing import Any, List, Optional
 
 import click
 
-from batch.cli_common import CONTEXT_SETTINGS, run_command, split_names
+from batch.cli_common import CONTEXT_SETTINGS, run_command
 from batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
 
 from . import __version__
+from .options import labelled_data_options
 
 
 
@@ -31,21 +32,7 @@ from . import __version__
 @click.option("--validation", "validation_file", metavar="FILE",
               help="Validation file (threshold tuning, early stopping). Default: hold out --validation-fraction of train.")
 @click.option("--test", "test_file", metavar="FILE", help="Test file, scored once at the end.")
-@click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
-              help="File format when the extension does not say.")
-@click.option("--header/--no-header", default=None, help="Whether files have a header row (default: detect).")
-@click.option("--text-column", metavar="NAME|N",
-              help="Column with the text (default: detect text/Tweet/sentence/...; headerless: 1-based index).")
-@click.option("--id-column", metavar="NAME|N", help="Column with row ids, excluded from the labels (default: detect id/ID).")
-@click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
-              help="wide: one 0/1 column per label. list: one column of label names or ids.")
-@click.option("--labels", callback=split_names, metavar="A,B,C",
-              help="Wide layout: the label columns (default: every column but text and id).")
-@click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
-@click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Label names, one per line; list-layout ids index it (like GoEmotions emotions.txt).")
-@click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
-              help="The id of the first name in --label-names (1 for XED).")
+@labelled_data_options("the data files")
 @click.option("--validation-fraction", type=float, default=0.1, show_default=True,
               help="Share of train held out (seeded) when there is no validation split.")
 @click.option("--limit-train", type=int, metavar="N", help="Train on a seeded sample of N rows (quick runs).")

@@ -15,10 +15,11 @@ from typing import Any, List, Optional, Sequence
 
 import click
 
-from batch.cli_common import CONTEXT_SETTINGS, run_command, split_names
+from batch.cli_common import CONTEXT_SETTINGS, run_command
 from batch.errors import MlbError, UsageError
 
 from . import __version__
+from .options import labelled_data_options
 
 
 
@@ -47,21 +48,7 @@ def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_f
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="mlb-eval")
 @click.argument("paths", nargs=-1, required=True, metavar="MODEL [MODEL2] DATA")
-@click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
-              help="DATA's format when the extension does not say (needed for - on stdin).")
-@click.option("--header/--no-header", default=None, help="Whether DATA has a header row (default: detect).")
-@click.option("--text-column", metavar="NAME|N",
-              help="Column with the text (default: detect text/Tweet/sentence/...; headerless: 1-based index).")
-@click.option("--id-column", metavar="NAME|N", help="Column with row ids, excluded from the labels (default: detect id/ID).")
-@click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
-              help="wide: one 0/1 column per label. list: one column of label names or ids.")
-@click.option("--labels", callback=split_names, metavar="A,B,C",
-              help="Wide layout: the label columns (default: every column but text and id).")
-@click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
-@click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Label names, one per line; list-layout ids index it (like GoEmotions emotions.txt).")
-@click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
-              help="The id of the first name in --label-names (1 for XED).")
+@labelled_data_options("DATA")
 @click.option("--json", "json_path", metavar="FILE", help="Also write every number as JSON to FILE (- for stdout).")
 @click.option("--report", "report_dir", metavar="DIR", type=click.Path(file_okay=False),
               help="Write report.md/report.html with per-label plots to DIR.")

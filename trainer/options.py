@@ -1,0 +1,44 @@
+"""Click options shared by the commands that read labelled data (mlb-train, mlb-eval).
+
+One declaration, so ``--layout``, ``--labels`` or ``--label-names`` mean the same thing, with
+the same help, wherever labelled data is read (in the manner of sqlite-utils' option groups).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+from batch.cli_common import split_names
+
+
+def labelled_data_options(subject: str = "files") -> Callable:
+    """Decorator adding format, header, column and label-layout options for reading ``subject``."""
+    options = [
+        click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+                     help=f"Format of {subject} when the extension does not say (needed for - on stdin)."),
+        click.option("--header/--no-header", default=None,
+                     help=f"Whether {subject} start with a header row (default: detect)." if subject.endswith("s")
+                     else f"Whether {subject} starts with a header row (default: detect)."),
+        click.option("--text-column", metavar="NAME|N",
+                     help="Column with the text (default: detect text/Tweet/sentence/...; headerless: 1-based index)."),
+        click.option("--id-column", metavar="NAME|N",
+                     help="Column with row ids, excluded from the labels (default: detect id/ID)."),
+        click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
+                     help="wide: one 0/1 column per label. list: one column of label names or ids."),
+        click.option("--labels", callback=split_names, metavar="A,B,C",
+                     help="Wide layout: the label columns (default: every column but text and id)."),
+        click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels."),
+        click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="Label names, one per line; list-layout ids index it (like GoEmotions emotions.txt)."),
+        click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
+                     help="The id of the first name in --label-names (1 for XED)."),
+    ]
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
