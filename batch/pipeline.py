@@ -281,6 +281,7 @@ class BatchJob:
         self.options = options
         self.summary = Summary(output=options.output)
         self.predictor: Optional[Predictor] = None
+        self._chunks_written = 0
 
     # -- checks that need no model ---------------------------------------------------------
     def _check_options(self) -> None:
@@ -381,10 +382,12 @@ class BatchJob:
                     lock.release()
         return self.summary
 
-    def _skip_rows_done(self, rows: Iterator[Row], table: Table, resume_point: Any) -> Tuple[int, int]:
-        """With --resume, consume the rows an earlier run already wrote; (rows done, error rows)."""
+    def _skip_rows_done(self, rows: Iterator[Row], table: Table, resume_point: Any) -> None:
+        """With --resume, consume the rows an earlier run already wrote and count them as done."""
+        self.summary.rows = self.summary.errors = 0
+        self._chunks_written = 0
         if resume_point is None:
-            return 0, 0
+            return
         skipped = sum(1 for _ in islice(rows, resume_point.rows_done))
         if skipped != resume_point.rows_done:
             raise InputError(
@@ -393,29 +396,32 @@ class BatchJob:
                 table.path,
             )
         self.summary.resumed_from = resume_point.rows_done
-        return resume_point.rows_done, resume_point.errors
+        self.summary.rows, self.summary.errors = resume_point.rows_done, resume_point.errors
+
+    def _publish_chunk(self, output: Any, formatter: Any, result: ChunkResult, scored_rows: int, table: Table,
+                       on_progress: Optional[Callable], after_chunk: Optional[Callable]) -> None:
+        """Write one scored chunk, checkpoint it and report progress: the same for every engine."""
+        output.write(formatter.format_chunk(result))
+        self.summary.rows += len(result.row_numbers)
+        self.summary.errors += len(result.row_numbers) - scored_rows
+        output.checkpoint(self.summary.rows, self.summary.errors)
+        self._chunks_written += 1
+        if on_progress is not None:
+            on_progress(self.summary.rows, self.summary.errors, table.bytes_read, table.size)
+        if after_chunk is not None:
+            after_chunk(self._chunks_written)
 
     def _stream(self, table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk) -> None:
         predictor = self.predictor
         assert predictor is not None
         preprocessing = predictor.header.preprocessing
         rows = table.rows()
-        rows_done, errors = self._skip_rows_done(rows, table, resume_point)
-        chunk_index = 0
+        self._skip_rows_done(rows, table, resume_point)
         for chunk in _chunks(rows, self.options.chunk_size):
             numbers, ids, row_errors, texts = split_chunk(chunk, text_column, id_columns)
             probabilities = predictor.predict(preprocessing.apply(texts))
-            output.write(formatter.format_chunk(ChunkResult(numbers, ids, row_errors, probabilities)))
-            rows_done += len(chunk)
-            errors += len(chunk) - len(texts)
-            output.checkpoint(rows_done, errors)
-            self.summary.rows, self.summary.errors = rows_done, errors
-            chunk_index += 1
-            if on_progress is not None:
-                on_progress(rows_done, errors, table.bytes_read, table.size)
-            if after_chunk is not None:
-                after_chunk(chunk_index)
-        self.summary.rows, self.summary.errors = rows_done, errors
+            self._publish_chunk(output, formatter, ChunkResult(numbers, ids, row_errors, probabilities), len(texts),
+                                table, on_progress, after_chunk)
 
 
 def run_batch(options: BatchOptions, on_progress: Optional[ProgressCallback] = None) -> Summary:

@@ -283,24 +283,14 @@ class RayBatchJob(BatchJob):
     def _stream(self, table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk) -> None:
         assert self.pool is not None
         rows = table.rows()
-        rows_done, errors = self._skip_rows_done(rows, table, resume_point)
-        chunk_index = 0
+        self._skip_rows_done(rows, table, resume_point)
         window: List[Any] = []
 
         def flush() -> None:
-            nonlocal rows_done, errors, chunk_index
             scored = self._score([parts[3] for parts in window])
             for (numbers, ids, row_errors, texts), probabilities in zip(window, scored):
-                output.write(formatter.format_chunk(ChunkResult(numbers, ids, row_errors, probabilities)))
-                rows_done += len(numbers)
-                errors += len(numbers) - len(texts)
-                output.checkpoint(rows_done, errors)
-                self.summary.rows, self.summary.errors = rows_done, errors
-                chunk_index += 1
-                if on_progress is not None:
-                    on_progress(rows_done, errors, table.bytes_read, table.size)
-                if after_chunk is not None:
-                    after_chunk(chunk_index)
+                self._publish_chunk(output, formatter, ChunkResult(numbers, ids, row_errors, probabilities),
+                                    len(texts), table, on_progress, after_chunk)
             window.clear()
 
         for chunk in _chunks(rows, self.options.chunk_size):
@@ -309,4 +299,3 @@ class RayBatchJob(BatchJob):
                 flush()
         if window:
             flush()
-        self.summary.rows, self.summary.errors = rows_done, errors
