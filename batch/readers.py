@@ -267,13 +267,18 @@ class Table:
             return Row(number, None, f"expected {width} fields, found {len(cells)}")
         return Row(number, dict(zip(self.columns, cells)))
 
-    def _jsonl_rows(self) -> Iterator[Row]:
-        number = 0
+    def _raw_lines(self) -> Iterator[bytes]:
+        """Raw lines, with a UTF-8 byte-order mark taken off the first."""
         first = True
         for raw_line in self._stream:
             if first:
                 first = False
                 raw_line = raw_line.lstrip(b"\xef\xbb\xbf")
+            yield raw_line
+
+    def _jsonl_rows(self) -> Iterator[Row]:
+        number = 0
+        for raw_line in self._raw_lines():
             if not raw_line.strip():
                 continue
             number += 1
@@ -296,11 +301,7 @@ class Table:
 
     def _text_rows(self) -> Iterator[Row]:
         number = 0
-        first = True
-        for raw_line in self._stream:
-            if first:
-                first = False
-                raw_line = raw_line.lstrip(b"\xef\xbb\xbf")
+        for raw_line in self._raw_lines():
             number += 1
             line = raw_line.rstrip(b"\r\n")
             try:

@@ -31,18 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "goemotions" / "test.tsv"
 DOC = REPO / "runs" / "BENCHMARKS-batch.md"  # a scratch table; docs/BENCHMARKS.md is the published one
 
-
-def make_input(source: Path, rows: int, folder: Path) -> Path:
-    """``source`` (headerless TSV) repeated until it has ``rows`` rows."""
-    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-    path = folder / f"input-{rows}.tsv"
-    with path.open("w", encoding="utf-8") as f:
-        written = 0
-        while written < rows:
-            take = lines[: rows - written]
-            f.writelines(take)
-            written += len(take)
-    return path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model_name, make_input  # noqa: E402  (the suite's shared helpers)
 
 
 def make_models(folder: Path, labels_file: Optional[Path]) -> Dict[str, Path]:
@@ -168,12 +158,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"{name:>6} {rows:>8} rows  {r['seconds']:8.1f} s  {r['rows_per_s']:8.0f} rows/s  "
                       f"peak RSS {r['peak_rss_mib']:7.0f} MiB", flush=True)
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_model_name()
     table = ["| model | file MB | rows | seconds | rows/s | peak RSS MiB | load avg |",
              "|---|---|---|---|---|---|---|"]
     for r in results:

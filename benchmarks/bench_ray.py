@@ -105,12 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.write_doc:
         import ray
 
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-        except OSError:
-            pass
+        cpu = bb.cpu_model_name()
         cmd = "python benchmarks/bench_ray.py " + " ".join(argv if argv is not None else sys.argv[1:])
         DOC.write_text(
             "# mlb-batch: the Ray engine against the local engine on one machine\n\n"

@@ -228,6 +228,11 @@ def _cpuinfo() -> Dict[str, str]:
     return facts
 
 
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what platform knows."""
+    return _cpuinfo().get("model name", platform.processor() or platform.machine())
+
+
 def _version(module: str) -> Optional[str]:
     try:
         from importlib.metadata import version
@@ -265,7 +270,7 @@ def machine_info() -> Dict[str, Any]:
     packages = ("onnxruntime-gpu", "onnxruntime", "torch", "transformers", "optimum", "optimum-onnx", "tokenizers", "numpy")
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": info.get("model name", platform.processor() or platform.machine()),
+        "cpu": cpu_model_name(),
         "cpu_family": info.get("cpu family"),
         "cpu_model": info.get("model"),
         "mhz": float(info["cpu MHz"]) if "cpu MHz" in info else None,
