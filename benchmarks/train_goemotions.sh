@@ -10,5 +10,5 @@ shift || true
 exec .venv/bin/mlb-train \
   --train "$DATA/train.tsv" --validation "$DATA/dev.tsv" --test "$DATA/test.tsv" \
   --label-names "$DATA/emotions.txt" \
-  --epochs 2 \
+  --epochs 6 \
   -o "$OUT" --overwrite "$@"

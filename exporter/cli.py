@@ -10,13 +10,11 @@ from typing import Any, List, Optional
 
 import click
 
-from batch.cli_common import CONTEXT_SETTINGS, run_command, split_names
+from batch.cli_common import CONTEXT_SETTINGS, run_command
+from trainer.options import labelled_data_options
 
 from . import __version__
 from .quantize import OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
-
-
-
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -35,17 +33,7 @@ from .quantize import OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
 @click.option("--validate-on", metavar="FILE", type=click.Path(dir_okay=False),
               help="Labelled file (any layout mlb-train reads) to verify on; default: a built-in sample of 32 texts.")
 @click.option("--validate-limit", type=int, metavar="N", help="Verify on the first N rows of --validate-on.")
-@click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
-              help="--validate-on format when the extension does not say.")
-@click.option("--header/--no-header", default=None, help="Whether --validate-on has a header row (default: detect).")
-@click.option("--text-column", metavar="NAME|N", help="--validate-on text column (default: detect).")
-@click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
-              help="--validate-on label layout: wide (one 0/1 column per label) or list (one column of names/ids).")
-@click.option("--labels", "label_columns", callback=split_names, metavar="A,B,C",
-              help="Wide layout: the label columns.")
-@click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels.")
-@click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
-              help="List layout with integer ids: the id of the model's first label (1 for XED).")
+@labelled_data_options("--validate-on", exclude=("label_names_file",))
 @click.option("--max-f1-drop", type=float, default=1.0, show_default=True,
               help="Quantized/approximate files: largest allowed micro-F1 drop against PyTorch, in points.")
 @click.option("--max-macro-f1-drop", type=float, default=1.5, show_default=True,
@@ -82,14 +70,15 @@ def cli(**kwargs: Any) -> None:
         "format": kwargs["format_"],
         "header": kwargs["header"],
         "text_column": kwargs["text_column"],
+        "id_column": kwargs["id_column"],
         "layout": kwargs["layout"],
-        "label_columns": kwargs["label_columns"],
+        "label_columns": kwargs["labels"],
         "label_column": kwargs["label_column"],
         "label_id_base": kwargs["label_id_base"],
     }
     validate_options = {k: val for k, val in validate_options.items() if val is not None}
     if kwargs["validate_on"] is None:
-        used = [k for k in ("format_", "header", "text_column", "label_columns", "label_column", "validate_limit")
+        used = [k for k in ("format_", "header", "text_column", "id_column", "labels", "label_column", "validate_limit")
                 if kwargs[k] is not None]
         if used:
             raise click.UsageError(f"--{used[0].rstrip('_').replace('_', '-')} needs --validate-on FILE")

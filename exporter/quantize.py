@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Dict, Optional, Sequence
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Sequence
 
 from batch.errors import MlbError, UsageError
 
@@ -89,13 +90,9 @@ def quantize_int8(onnx_dir: str, file_name: str, save_dir: str, config_name: str
     from optimum.onnxruntime import ORTQuantizer
 
     qconfig = _quantization_config(config_name)
-    try:
+    with _optimum_step(f"int8 quantization with the {config_name} preset"):
         quantizer = ORTQuantizer.from_pretrained(onnx_dir, file_name=file_name)
         quantizer.quantize(save_dir=save_dir, quantization_config=qconfig)
-    except MlbError:
-        raise
-    except Exception as exc:
-        raise MlbError(f"int8 quantization with the {config_name} preset failed ({_one_line(exc)})") from None
     path = _single_onnx(save_dir, exclude=())
     return {
         "mode": "int8",
@@ -146,13 +143,9 @@ def optimize_graph(onnx_dir: str, file_name: str, save_dir: str, level: str) -> 
     config = AutoOptimizationConfig.with_optimization_level(level)
     if level == "O4":
         config.optimize_for_gpu = True
-    try:
+    with _optimum_step(f"graph optimization {level}"):
         optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=[file_name])
         optimizer.optimize(save_dir=save_dir, optimization_config=config)
-    except MlbError:
-        raise
-    except Exception as exc:
-        raise MlbError(f"graph optimization {level} failed ({_one_line(exc)})") from None
     path = _single_onnx(save_dir, exclude=())
     return {
         "level": level,
@@ -161,6 +154,17 @@ def optimize_graph(onnx_dir: str, file_name: str, save_dir: str, level: str) -> 
         "tool": "optimum.onnxruntime.ORTOptimizer",
         "path": path,
     }
+
+
+@contextmanager
+def _optimum_step(what: str) -> Iterator[None]:
+    """optimum raises whatever its backends raise; the user gets one line naming the step."""
+    try:
+        yield
+    except MlbError:
+        raise
+    except Exception as exc:
+        raise MlbError(f"{what} failed ({_one_line(exc)})") from None
 
 
 def _single_onnx(folder: str, exclude: Sequence[str]) -> str:

@@ -543,3 +543,19 @@ def test_validate_on_headerless_list_layout_with_ids(varied_checkpoint, tmp_path
     assert check["rows"] == 25 and check["passed"]
     assert check["metrics"] == pytest.approx(check["reference_metrics"], abs=1e-6)
     assert stdout.startswith(f"{out}\t")
+
+
+@pytest.mark.parametrize("step", ["quantize", "optimize"])
+def test_optimum_failures_are_one_line_naming_the_step(step, tmp_path):
+    from batch.errors import MlbError
+    from exporter.quantize import optimize_graph, quantize_int8
+
+    (tmp_path / "model.onnx").write_bytes(b"not an onnx graph")
+    with pytest.raises(MlbError) as info:
+        if step == "quantize":
+            quantize_int8(str(tmp_path), "model.onnx", str(tmp_path / "q"), "avx2")
+        else:
+            optimize_graph(str(tmp_path), "model.onnx", str(tmp_path / "o"), "O1")
+    message = str(info.value)
+    expected = "int8 quantization with the avx2 preset failed (" if step == "quantize" else "graph optimization O1 failed ("
+    assert message.startswith(expected) and "\n" not in message

@@ -1,5 +1,7 @@
 """mlb-train end to end with a tiny random BERT as the base model (fast, offline)."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -65,11 +67,14 @@ def semeval_model(tiny_base, semeval_split, tmp_path_factory):
         "--pos-weight", "sqrt", *FAST,
     ]
     code = 0
+    log = io.StringIO()
     try:
-        main([str(a) for a in args])
+        with contextlib.redirect_stderr(log):
+            main([str(a) for a in args])
     except SystemExit as exc:
         code = exc.code or 0
-    assert code == 0
+    (out.parent / "train.log").write_text(log.getvalue(), encoding="utf-8")
+    assert code == 0, log.getvalue()
     return out
 
 
@@ -145,6 +150,9 @@ def test_saved_model_reproduces_the_saved_validation_probabilities(semeval_model
     # Batching differs from the Trainer's, hence a tolerance; the other checkpoint is far off.
     np.testing.assert_allclose(saved["validation_probabilities"], probs, atol=2e-4)
     best = json.loads((semeval_model / "metrics.json").read_text())["training"]["best_checkpoint"]
+    # The saved probabilities came from the best checkpoint's own evaluation, not a second pass.
+    step = best.rsplit("-", 1)[1]
+    assert f"best checkpoint (step {step}) reused from its evaluation" in (semeval_model.parent / "train.log").read_text()
     other = "checkpoints/checkpoint-6" if best.endswith("-3") else "checkpoints/checkpoint-3"
     other_model = AutoModelForSequenceClassification.from_pretrained(str(semeval_model / other)).eval()
     with torch.no_grad():
@@ -318,3 +326,59 @@ def test_real_minilm_on_a_goemotions_slice(shared_data, tmp_path, capsys):
     assert metrics["training"]["train_rows"] == 300
     # Even 10 steps learn something: ROC-AUC on probabilities is above chance.
     assert metrics["validation"]["at_0.5"]["macro_roc_auc"] > 0.5
+
+
+def test_prior_logits_are_the_constant_bce_optimum():
+    from trainer.train import pos_weights, prior_logits
+
+    labels = np.zeros((98, 3), dtype=np.float32)
+    labels[:48, 0] = 1  # (48+1)/(98+2) = 0.49
+    labels[:9, 1] = 1  # 0.10; label 2 has no positives: 1/100
+    logits = prior_logits(labels)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), [0.49, 0.10, 0.01], rtol=1e-5)
+    # With pos_weight w the weighted BCE of a constant logit b is minimised at sigmoid(b) = wp/(wp + 1 - p).
+    weights = pos_weights(labels, "balanced")
+    weighted = prior_logits(labels, weights)
+    for j in range(3):
+        p, w = [0.49, 0.10, 0.01][j], weights[j]
+        grid = np.linspace(-8, 8, 16001)
+        loss = -(w * p * np.log(1 / (1 + np.exp(-grid))) + (1 - p) * np.log(1 - 1 / (1 + np.exp(-grid))))
+        assert abs(grid[np.argmin(loss)] - weighted[j]) < 2e-3
+
+
+def test_init_head_bias_finds_bert_and_roberta_heads():
+    import torch
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from trainer.train import init_head_bias, prior_logits
+
+    labels = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 0]], dtype=np.float32)
+    bert = build_tiny_model(["a", "b", "c"], vocab_size=len(build_tiny_tokenizer()))
+    roberta = RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        num_labels=3, problem_type="multi_label_classification"))
+    for model, layer in ((bert, lambda m: m.classifier), (roberta, lambda m: m.classifier.out_proj)):
+        assert init_head_bias(model, labels)
+        torch.testing.assert_close(layer(model).bias.detach().numpy(), prior_logits(labels))
+
+
+@pytest.mark.parametrize("init", ["prior", "zero"])
+def test_head_bias_init_reaches_the_saved_model(init, tiny_base, semeval_split, tmp_path, capsys):
+    from safetensors.numpy import load_file
+
+    from trainer.data import read_labelled_file
+    from trainer.train import prior_logits
+
+    out = tmp_path / init
+    code, _, err = run_cli(
+        ["--train", semeval_split / "train.tsv", "--validation", semeval_split / "dev.tsv", "--base-model", tiny_base,
+         "--max-steps", "1", "--lr", "1e-9", "--batch-size", "8", "--max-length", "32", "--head-bias-init", init,
+         "-o", out], capsys)
+    assert code == 0, err
+    bias = load_file(str(out / "model.safetensors"))["classifier.bias"]
+    expected = prior_logits(read_labelled_file(str(semeval_split / "train.tsv")).labels)
+    if init == "prior":
+        np.testing.assert_allclose(bias, expected, atol=1e-4)
+        assert bias.std() > 0.1  # the fixture's labels differ in frequency, so this is not a constant
+    else:
+        np.testing.assert_allclose(bias, 0.0, atol=1e-4)

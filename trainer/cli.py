@@ -57,6 +57,12 @@ from .options import labelled_data_options
               help="What the saved thresholds maximise on validation. label-f1: one threshold per label (best macro-F1).")
 @click.option("--pos-weight", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True,
               help="Weight positives of rare labels in the loss (negatives/positives, or its square root).")
+@click.option("--head-bias-init", type=click.Choice(["prior", "zero"]), default="prior", show_default=True,
+              help="Start the classifier bias at each label's log-odds in the training data (prior), or at 0 "
+                   "(transformers' default, every label at probability 0.5).")
+@click.option("--pooler", type=click.Choice(["reinit", "keep"]), default="reinit", show_default=True,
+              help="BERT-style pooler under a new head: re-initialise it (the default model's was never trained), "
+                   "or keep the base model's.")
 @click.option("--emoji", type=click.Choice(EMOJI_MODES), default="words", show_default=True,
               help="Emoji: spell out as words (the vocabulary maps them to [UNK]), keep, or remove.")
 @click.option("--mentions", type=click.Choice(MENTION_MODES), default="token", show_default=True,
@@ -124,6 +130,8 @@ def cli(**kwargs: Any) -> None:
         seed=kwargs["seed"],
         device=kwargs["device"],
         pos_weight=kwargs["pos_weight"],
+        head_bias_init=kwargs["head_bias_init"],
+        pooler=kwargs["pooler"],
         metric_for_best=kwargs["metric_for_best"],
         threshold_objective=kwargs["threshold_objective"],
         preprocessing=pre,

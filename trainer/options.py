@@ -1,4 +1,4 @@
-"""Click options shared by the commands that read labelled data (mlb-train, mlb-eval).
+"""Click options shared by the commands that read labelled data (mlb-train, mlb-eval, mlb-export).
 
 One declaration, so ``--layout``, ``--labels`` or ``--label-names`` mean the same thing, with
 the same help, wherever labelled data is read (in the manner of sqlite-utils' option groups).
@@ -6,15 +6,19 @@ the same help, wherever labelled data is read (in the manner of sqlite-utils' op
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import click
 
 from batch.cli_common import split_names
 
 
-def labelled_data_options(subject: str = "files") -> Callable:
-    """Decorator adding format, header, column and label-layout options for reading ``subject``."""
+def labelled_data_options(subject: str = "files", exclude: Sequence[str] = ()) -> Callable:
+    """Decorator adding format, header, column and label-layout options for reading ``subject``.
+
+    ``exclude`` drops options by destination name, e.g. ``label_names_file`` for mlb-export,
+    whose label names come from the model being exported.
+    """
     options = [
         click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
                      help=f"Format of {subject} when the extension does not say (needed for - on stdin)."),
@@ -33,12 +37,21 @@ def labelled_data_options(subject: str = "files") -> Callable:
         click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
                      help="Label names, one per line; list-layout ids index it (like GoEmotions emotions.txt)."),
         click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
-                     help="The id of the first name in --label-names (1 for XED)."),
+                     help="List layout with integer ids: the id of the model's first label (1 for XED)."
+                     if "label_names_file" in exclude else "The id of the first name in --label-names (1 for XED)."),
     ]
 
+    kept = [option for option in options if _destination(option) not in set(exclude)]
+
     def decorate(command: Callable) -> Callable:
-        for option in reversed(options):
+        for option in reversed(kept):
             command = option(command)
         return command
 
     return decorate
+
+
+def _destination(option_decorator: Callable) -> str:
+    """The parameter name a ``click.option`` decorator would add (applied to a throwaway command)."""
+    probe = option_decorator(click.command()(lambda **kwargs: None))
+    return probe.params[-1].name

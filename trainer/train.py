@@ -48,6 +48,8 @@ from .thresholds import OBJECTIVES, tune_thresholds
 # Metrics the best checkpoint can be chosen by; all but loss are "higher is better".
 BEST_METRICS = ("samples_jaccard", "micro_f1", "macro_f1", "exact_match", "macro_roc_auc", "micro_roc_auc", "loss")
 POS_WEIGHTS = ("none", "balanced", "sqrt")
+HEAD_BIAS_INITS = ("prior", "zero")
+POOLER_MODES = ("reinit", "keep")
 DEVICES = ("auto", "cpu", "cuda")
 # Cap for pos_weight so that a label with 3 positives in 40k rows does not dominate the loss.
 MAX_POS_WEIGHT = 100.0
@@ -102,6 +104,8 @@ class TrainOptions:
     seed: int = 42
     device: str = "auto"
     pos_weight: str = "none"
+    head_bias_init: str = "prior"
+    pooler: str = "reinit"
     metric_for_best: str = "samples_jaccard"
     threshold_objective: str = "jaccard"
     preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(emoji="words", mentions="token", urls="token"))
@@ -126,6 +130,8 @@ class TrainOptions:
         for name, value, allowed in (
             ("--device", self.device, DEVICES),
             ("--pos-weight", self.pos_weight, POS_WEIGHTS),
+            ("--head-bias-init", self.head_bias_init, HEAD_BIAS_INITS),
+            ("--pooler", self.pooler, POOLER_MODES),
             ("--metric-for-best", self.metric_for_best, BEST_METRICS),
             ("--threshold-objective", self.threshold_objective, OBJECTIVES),
         ):
@@ -196,6 +202,79 @@ def pos_weights(labels: np.ndarray, mode: str) -> Optional[np.ndarray]:
     if mode == "sqrt":
         ratio = np.sqrt(ratio)
     return ratio.astype(np.float32)
+
+
+def prior_logits(labels: np.ndarray, weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """Per-label bias at which a constant model already minimises the (weighted) BCE.
+
+    A new head starts at bias 0, i.e. probability 0.5 for every label, while GoEmotions'
+    labels are 0.2-33% positive. The first few hundred steps then go into pushing all
+    outputs down, with large gradients flowing into the pretrained encoder during warmup,
+    and the loss sits at the base-rate plateau for about a thousand steps (measured on
+    GoEmotions, docs/TRAINING.md). Starting the bias at the label's log-odds (the "prior
+    probability" initialisation of the focal-loss paper) removes that phase. With a BCE
+    ``pos_weight`` w the constant optimum is log(w·p / (1 - p)). Counts are smoothed by
+    one, so a label without positives gets a finite, very negative bias.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    positives = labels.sum(axis=0)
+    prior = (positives + 1.0) / (labels.shape[0] + 2.0)
+    odds = prior / (1.0 - prior)
+    if weights is not None:
+        odds = odds * np.asarray(weights, dtype=np.float64)
+    return np.log(odds).astype(np.float32)
+
+
+def classifier_output_layer(model: Any, num_labels: int) -> Any:
+    """The head's final Linear layer (BERT ``classifier``, RoBERTa ``classifier.out_proj``, ...).
+
+    It is the last ``torch.nn.Linear`` with ``num_labels`` outputs in module order; None
+    when an architecture has no such layer (the bias is then left as the model built it).
+    """
+    import torch
+
+    found = None
+    for _, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == num_labels and module.bias is not None:
+            found = module
+    return found
+
+
+def reinit_pooler(model: Any) -> bool:
+    """Re-draw the BERT pooler (the dense+tanh layer over [CLS] that feeds the head).
+
+    A sentence-transformers checkpoint such as the default all-MiniLM-L6-v2 was trained
+    through mean pooling, so its pooler is a leftover: weights of std 0.009 that map every
+    text to almost the same vector. Fine-tuning through it starts from near-constant
+    features. Re-initialising it like a new layer (as Zhang et al. 2021, "Revisiting
+    Few-sample BERT Fine-tuning", do for BERT) trained faster in our measurement
+    (docs/TRAINING.md). Only done when the head is new: continuing from a fine-tuned
+    classifier keeps its pooler. False when the architecture has no such pooler.
+    """
+    import torch
+
+    pooler = getattr(getattr(model, "base_model", None), "pooler", None)
+    dense = getattr(pooler, "dense", None)
+    if not isinstance(dense, torch.nn.Linear):
+        return False
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    with torch.no_grad():
+        dense.weight.normal_(mean=0.0, std=std)
+        if dense.bias is not None:
+            dense.bias.zero_()
+    return True
+
+
+def init_head_bias(model: Any, labels: np.ndarray, weights: Optional[np.ndarray] = None) -> bool:
+    """Set the classifier's output bias to ``prior_logits``; False when no output layer was found."""
+    import torch
+
+    layer = classifier_output_layer(model, labels.shape[1])
+    if layer is None:
+        return False
+    with torch.no_grad():
+        layer.bias.copy_(torch.from_numpy(prior_logits(labels, weights)).to(layer.bias.dtype))
+    return True
 
 
 # --------------------------------------------------------------------------- training
@@ -322,6 +401,17 @@ def _eval_schedule(n_train: int, opts: TrainOptions, processes: int = 1) -> Dict
     return {"steps_per_epoch": steps_per_epoch, "total_steps": total, "eval_steps": every}
 
 
+def _checkpoint_step(path: Optional[str]) -> Optional[int]:
+    """The global step in a Trainer checkpoint folder name (``.../checkpoint-1357``), or None."""
+    if not path:
+        return None
+    name = os.path.basename(os.path.normpath(path))
+    prefix = "checkpoint-"
+    if name.startswith(prefix) and name[len(prefix):].isdigit():
+        return int(name[len(prefix):])
+    return None
+
+
 def _last_checkpoint(folder: str) -> Optional[str]:
     """The ``checkpoint-N`` subfolder with the highest N (what the Trainer resumes from)."""
     if not os.path.isdir(folder):
@@ -389,8 +479,9 @@ def _load_model_and_tokenizer(base: str, label_names: List[str]):
     transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected here
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
             base,
+            output_loading_info=True,
             num_labels=len(label_names),
             id2label={i: n for i, n in enumerate(label_names)},
             label2id={n: i for i, n in enumerate(label_names)},
@@ -409,7 +500,13 @@ def _load_model_and_tokenizer(base: str, label_names: List[str]):
         transformers.logging.set_verbosity(verbosity)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelFileError(f"{base}: has no fast tokenizer (tokenizer.json); mlb-batch needs one")
-    return model, tokenizer
+    layer = classifier_output_layer(model, len(label_names))
+    names = {id(module): name for name, module in model.named_modules()}
+    head = names.get(id(layer), "")
+    new_keys = list(loading.get("missing_keys", [])) + [k[0] if isinstance(k, tuple) else k
+                                                         for k in loading.get("mismatched_keys", [])]
+    new_head = layer is None or any(key.startswith(head + ".") or key == head for key in new_keys)
+    return model, tokenizer, new_head
 
 
 def _device_settings(device: str) -> Dict[str, Any]:
@@ -466,7 +563,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
 
     set_seed(opts.seed)
     device = _device_settings(opts.device)
-    model, tokenizer = _load_model_and_tokenizer(base, label_names)
+    model, tokenizer, new_head = _load_model_and_tokenizer(base, label_names)
     pre = opts.preprocessing
     train_ds = _tokenized_dataset(tokenizer, pre.apply(train_data.texts), train_data.labels, opts.max_length)
     val_ds = _tokenized_dataset(tokenizer, pre.apply(val_data.texts), val_data.labels, opts.max_length)
@@ -510,9 +607,22 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
         disable_tqdm=not sys.stderr.isatty(),
     )
 
+    # Validation probabilities of recent evaluations, by global step. Thresholds are tuned
+    # on the best checkpoint's validation probabilities, which its evaluation already
+    # computed: reusing them saves predicting the validation split once more at the end
+    # (half a minute for GoEmotions on 2 cores). Only the best and the latest are kept.
+    eval_probs_by_step: Dict[int, np.ndarray] = {}
+    caching = {"on": True}
+
     def compute_metrics(eval_pred: Any) -> Dict[str, float]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
         probs = _sigmoid(logits)
+        if caching["on"]:
+            step = trainer.state.global_step
+            keep = {step, _checkpoint_step(trainer.state.best_model_checkpoint)}
+            for old_step in [s for s in eval_probs_by_step if s not in keep]:
+                del eval_probs_by_step[old_step]
+            eval_probs_by_step[step] = probs
         m = multilabel_metrics(labels, probs, 0.5)
         # Trainer logs floats only; ROC-AUC is None when undefined (one class present).
         out = {k: float(m[k]) for k in SUMMARY_KEYS if m[k] is not None}
@@ -541,6 +651,13 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
     weights = pos_weights(train_data.labels, opts.pos_weight)
     if weights is not None:
         trainer.pos_weight = torch.tensor(weights)
+    # Only for a new head (a base encoder, not a classifier being trained further); on
+    # --resume the checkpoint's weights replace these anyway.
+    if new_head:
+        if opts.pooler == "reinit":
+            reinit_pooler(model)
+        if opts.head_bias_init == "prior" and not init_head_bias(model, train_data.labels, weights):
+            log("Warning: no classifier output layer found; --head-bias-init prior skipped")
 
     log(
         f"Training {base} on {device['device_name']}"
@@ -561,8 +678,15 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
         return _sigmoid(out.predictions)
 
     # Every process must take part in predict (it gathers across processes); the
-    # gathered arrays are the whole split, in order, on every process.
-    val_probs = probabilities(val_ds)
+    # gathered arrays are the whole split, in order, on every process. The choice to reuse
+    # is the same on every process (same state), so none waits for a predict the others skip.
+    caching["on"] = False
+    best_step = _checkpoint_step(trainer.state.best_model_checkpoint)
+    val_probs = eval_probs_by_step.get(best_step) if best_step is not None else None
+    if val_probs is not None and val_probs.shape[0] == len(val_data):
+        log(f"Validation probabilities of the best checkpoint (step {best_step}) reused from its evaluation.")
+    else:
+        val_probs = probabilities(val_ds)
     test_probs = probabilities(test_ds) if test_ds is not None else None
     for name, probs, split in (("validation", val_probs, val_data), ("test", test_probs, test_data)):
         if probs is not None and split is not None and probs.shape[0] != len(split):
