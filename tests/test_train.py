@@ -376,6 +376,7 @@ def test_head_bias_init_reaches_the_saved_model(init, tiny_base, semeval_split, 
          "-o", out], capsys)
     assert code == 0, err
     bias = load_file(str(out / "model.safetensors"))["classifier.bias"]
+    assert CheckpointConfig.load(str(out)).provenance["training"]["head_bias_init"] == init
     expected = prior_logits(read_labelled_file(str(semeval_split / "train.tsv")).labels)
     if init == "prior":
         np.testing.assert_allclose(bias, expected, atol=1e-4)

@@ -796,6 +796,8 @@ def _write_outputs(
             "warmup_ratio": opts.warmup_ratio,
             "weight_decay": opts.weight_decay,
             "pos_weight": opts.pos_weight,
+            "head_bias_init": opts.head_bias_init,
+            "pooler": opts.pooler,
             "metric_for_best": opts.metric_for_best,
             "early_stopping_patience": opts.early_stopping_patience,
             "global_step": metrics["training"]["global_step"],
