@@ -419,8 +419,9 @@ def _last_checkpoint(folder: str) -> Optional[str]:
     steps = []
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
-        if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit() and os.path.isdir(path):
-            steps.append((int(name[len("checkpoint-"):]), path))
+        step = _checkpoint_step(name)
+        if step is not None and os.path.isdir(path):
+            steps.append((step, path))
     return max(steps)[1] if steps else None
 
 
@@ -612,17 +613,15 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
     # computed: reusing them saves predicting the validation split once more at the end
     # (half a minute for GoEmotions on 2 cores). Only the best and the latest are kept.
     eval_probs_by_step: Dict[int, np.ndarray] = {}
-    caching = {"on": True}
 
     def compute_metrics(eval_pred: Any) -> Dict[str, float]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
         probs = _sigmoid(logits)
-        if caching["on"]:
-            step = trainer.state.global_step
-            keep = {step, _checkpoint_step(trainer.state.best_model_checkpoint)}
-            for old_step in [s for s in eval_probs_by_step if s not in keep]:
-                del eval_probs_by_step[old_step]
-            eval_probs_by_step[step] = probs
+        step = trainer.state.global_step
+        keep = {step, _checkpoint_step(trainer.state.best_model_checkpoint)}
+        for old_step in [s for s in eval_probs_by_step if s not in keep]:
+            del eval_probs_by_step[old_step]
+        eval_probs_by_step[step] = probs
         m = multilabel_metrics(labels, probs, 0.5)
         # Trainer logs floats only; ROC-AUC is None when undefined (one class present).
         out = {k: float(m[k]) for k in SUMMARY_KEYS if m[k] is not None}
@@ -680,7 +679,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> Dict[str, A
     # Every process must take part in predict (it gathers across processes); the
     # gathered arrays are the whole split, in order, on every process. The choice to reuse
     # is the same on every process (same state), so none waits for a predict the others skip.
-    caching["on"] = False
+    # (The final predictions below pass through compute_metrics too; the cache is not read again.)
     best_step = _checkpoint_step(trainer.state.best_model_checkpoint)
     val_probs = eval_probs_by_step.get(best_step) if best_step is not None else None
     if val_probs is not None and val_probs.shape[0] == len(val_data):
