@@ -113,6 +113,16 @@ def _pipeline_records(pipe, texts: List[str], batch: int, names: Sequence[str]):
     return probs
 
 
+def _time_pipeline(pipe: Any, config: Any, args) -> Dict[str, Any]:
+    """The timed part for both pipeline contenders: read the file, classify, write the records."""
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    started = time.perf_counter()
+    texts = c.read_tsv_texts(Path(args.input))
+    probs = _pipeline_records(pipe, texts, args.batch_size, names)
+    _write_records(args.output, names, probs)
+    return {"rows": len(texts), "seconds": time.perf_counter() - started}
+
+
 def worker_pipeline(args) -> Dict[str, Any]:
     """``transformers.pipeline("text-classification", top_k=None, function_to_apply="sigmoid")``."""
     import torch
@@ -121,13 +131,7 @@ def worker_pipeline(args) -> Dict[str, Any]:
     torch.set_num_threads(_threads())
     pipe = pipeline("text-classification", model=str(args.checkpoint), tokenizer=str(args.checkpoint), top_k=None,
                     function_to_apply="sigmoid", device=-1)
-    config = pipe.model.config
-    names = [config.id2label[i] for i in range(config.num_labels)]
-    started = time.perf_counter()
-    texts = c.read_tsv_texts(Path(args.input))
-    probs = _pipeline_records(pipe, texts, args.batch_size, names)
-    _write_records(args.output, names, probs)
-    return {"rows": len(texts), "seconds": time.perf_counter() - started}
+    return _time_pipeline(pipe, pipe.model.config, args)
 
 
 def optimum_folder(checkpoint: Path, fp32: Path, folder: Path) -> Path:
@@ -165,13 +169,7 @@ def worker_optimum(args) -> Dict[str, Any]:
 
         pipe = ort_pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None,
                             function_to_apply="sigmoid")
-    config = model.config
-    names = [config.id2label[i] for i in range(config.num_labels)]
-    started = time.perf_counter()
-    texts = c.read_tsv_texts(Path(args.input))
-    probs = _pipeline_records(pipe, texts, args.batch_size, names)
-    _write_records(args.output, names, probs)
-    return {"rows": len(texts), "seconds": time.perf_counter() - started}
+    return _time_pipeline(pipe, model.config, args)
 
 
 def worker_mlb_model(args) -> Dict[str, Any]:

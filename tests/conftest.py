@@ -179,3 +179,17 @@ def varied_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("varied_onnx")
     checkpoint = write_varied_checkpoint(tiny_checkpoint, base / "checkpoint")
     return export_tiny_onnx(checkpoint, base)
+
+
+def checkpoint_probabilities(folder: Path, texts, preprocessing, max_length: int):
+    """Sigmoid outputs of a saved checkpoint on ``texts`` in one PyTorch pass, preprocessed as
+    mlb.json says: what the trainer's saved validation probabilities must reproduce."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    enc = tokenizer(preprocessing.apply(list(texts)), truncation=True, max_length=max_length, padding=True,
+                    return_tensors="pt")
+    with torch.no_grad():
+        return torch.sigmoid(model(**enc).logits).numpy()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from batch.modelfile import CheckpointConfig
-from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer
+from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer, checkpoint_probabilities
 from trainer.train import TrainOptions, _eval_schedule, is_main_process, world_size
 
 SEMEVAL = Path(__file__).parent / "fixtures" / "semeval_ec_sample.tsv"
@@ -97,21 +97,13 @@ def test_torchrun_writes_one_valid_checkpoint(torchrun_model):
 def test_gathered_predictions_are_the_whole_split_in_order(torchrun_model):
     """eval_predictions.npz holds one row per validation row, in file order: the saved model
     reproduces them in one process, and the saved thresholds were tuned on exactly them."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from trainer.data import read_labelled_file
     from trainer.thresholds import tune_thresholds
 
     out, _, dev_path = torchrun_model
     config = CheckpointConfig.load(str(out))
     dev = read_labelled_file(str(dev_path))
-    model = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(out))
-    enc = tokenizer(config.preprocessing.apply(dev.texts), truncation=True, max_length=config.max_length,
-                    padding=True, return_tensors="pt")
-    with torch.no_grad():
-        probs = torch.sigmoid(model(**enc).logits).numpy()
+    probs = checkpoint_probabilities(out, dev.texts, config.preprocessing, config.max_length)
     saved = np.load(out / "eval_predictions.npz", allow_pickle=False)
     assert saved["validation_probabilities"].shape == (11, 11)
     np.testing.assert_allclose(saved["validation_probabilities"], probs, atol=2e-4)

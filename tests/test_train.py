@@ -13,7 +13,7 @@ import pytest
 
 from batch.modelfile import CheckpointConfig
 from batch.preprocess import Preprocessing
-from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer
+from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer, checkpoint_probabilities
 from trainer.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -130,19 +130,11 @@ def test_metrics_json_reports_every_objective_on_validation_and_test(semeval_mod
 
 def test_saved_model_reproduces_the_saved_validation_probabilities(semeval_model, semeval_split):
     """The checkpoint written is the one whose predictions were scored (best model, same preprocessing)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from trainer.data import read_labelled_file
 
     config = CheckpointConfig.load(str(semeval_model))
     dev = read_labelled_file(str(semeval_split / "dev.tsv"))
-    model = AutoModelForSequenceClassification.from_pretrained(str(semeval_model)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(semeval_model))
-    enc = tokenizer(config.preprocessing.apply(dev.texts), truncation=True, max_length=config.max_length,
-                    padding=True, return_tensors="pt")
-    with torch.no_grad():
-        probs = torch.sigmoid(model(**enc).logits).numpy()
+    probs = checkpoint_probabilities(semeval_model, dev.texts, config.preprocessing, config.max_length)
     saved = np.load(semeval_model / "eval_predictions.npz", allow_pickle=False)
     # Rows must score differently, or a shuffled order (transformers' length-grouped
     # evaluation sampler) would pass unnoticed.
@@ -154,9 +146,7 @@ def test_saved_model_reproduces_the_saved_validation_probabilities(semeval_model
     step = best.rsplit("-", 1)[1]
     assert f"best checkpoint (step {step}) reused from its evaluation" in (semeval_model.parent / "train.log").read_text()
     other = "checkpoints/checkpoint-6" if best.endswith("-3") else "checkpoints/checkpoint-3"
-    other_model = AutoModelForSequenceClassification.from_pretrained(str(semeval_model / other)).eval()
-    with torch.no_grad():
-        other_probs = torch.sigmoid(other_model(**enc).logits).numpy()
+    other_probs = checkpoint_probabilities(semeval_model / other, dev.texts, config.preprocessing, config.max_length)
     assert np.abs(other_probs - probs).max() > 1e-3
     np.testing.assert_array_equal(saved["validation_labels"], dev.labels)
     assert saved["test_probabilities"].shape == (40, 11)
