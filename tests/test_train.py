@@ -373,3 +373,21 @@ def test_head_bias_init_reaches_the_saved_model(init, tiny_base, semeval_split, 
         assert bias.std() > 0.1  # the fixture's labels differ in frequency, so this is not a constant
     else:
         np.testing.assert_allclose(bias, 0.0, atol=1e-4)
+
+
+def test_only_a_new_head_is_initialised(tmp_path):
+    """A base encoder or a different label count gets a new head (prior bias, new pooler); a
+    classifier with the same labels, trained further, keeps its own head and pooler."""
+    from transformers import BertModel
+
+    from trainer.train import _load_model_and_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    classifier = build_tiny_model(["a", "b", "c"], vocab_size=len(tokenizer))
+    classifier.save_pretrained(str(tmp_path / "classifier"), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp_path / "classifier"))
+    BertModel(classifier.config).save_pretrained(str(tmp_path / "encoder"), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp_path / "encoder"))
+    assert _load_model_and_tokenizer(str(tmp_path / "classifier"), ["a", "b", "c"])[2] is False
+    assert _load_model_and_tokenizer(str(tmp_path / "classifier"), ["a", "b", "c", "d"])[2] is True
+    assert _load_model_and_tokenizer(str(tmp_path / "encoder"), ["a", "b", "c"])[2] is True
