@@ -19,29 +19,37 @@ def labelled_data_options(subject: str = "files", exclude: Sequence[str] = ()) -
     ``exclude`` drops options by destination name, e.g. ``label_names_file`` for mlb-export,
     whose label names come from the model being exported.
     """
+    # (destination name, option): the name is what ``exclude`` matches and what the command receives.
     options = [
-        click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
-                     help=f"Format of {subject} when the extension does not say (needed for - on stdin)."),
-        click.option("--header/--no-header", default=None,
-                     help=f"Whether {subject} start with a header row (default: detect)." if subject.endswith("s")
-                     else f"Whether {subject} starts with a header row (default: detect)."),
-        click.option("--text-column", metavar="NAME|N",
-                     help="Column with the text (default: detect text/Tweet/sentence/...; headerless: 1-based index)."),
-        click.option("--id-column", metavar="NAME|N",
-                     help="Column with row ids, excluded from the labels (default: detect id/ID)."),
-        click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
-                     help="wide: one 0/1 column per label. list: one column of label names or ids."),
-        click.option("--labels", callback=split_names, metavar="A,B,C",
-                     help="Wide layout: the label columns (default: every column but text and id)."),
-        click.option("--label-column", metavar="NAME|N", help="List layout: the column holding the labels."),
-        click.option("--label-names", "label_names_file", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="Label names, one per line; list-layout ids index it (like GoEmotions emotions.txt)."),
-        click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
-                     help="List layout with integer ids: the id of the model's first label (1 for XED)."
-                     if "label_names_file" in exclude else "The id of the first name in --label-names (1 for XED)."),
+        ("format_", click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+                                 help=f"Format of {subject} when the extension does not say (needed for - on stdin).")),
+        ("header", click.option("--header/--no-header", default=None,
+                                help=f"Whether {subject} start with a header row (default: detect)." if subject.endswith("s")
+                                else f"Whether {subject} starts with a header row (default: detect).")),
+        ("text_column", click.option("--text-column", metavar="NAME|N",
+                                     help="Column with the text (default: detect text/Tweet/sentence/...; headerless: "
+                                          "1-based index).")),
+        ("id_column", click.option("--id-column", metavar="NAME|N",
+                                   help="Column with row ids, excluded from the labels (default: detect id/ID).")),
+        ("layout", click.option("--layout", type=click.Choice(["auto", "wide", "list"]), default="auto", show_default=True,
+                                help="wide: one 0/1 column per label. list: one column of label names or ids.")),
+        ("labels", click.option("--labels", callback=split_names, metavar="A,B,C",
+                                help="Wide layout: the label columns (default: every column but text and id).")),
+        ("label_column", click.option("--label-column", metavar="NAME|N",
+                                      help="List layout: the column holding the labels.")),
+        ("label_names_file", click.option("--label-names", "label_names_file", metavar="FILE",
+                                          type=click.Path(dir_okay=False),
+                                          help="Label names, one per line; list-layout ids index it (like GoEmotions "
+                                               "emotions.txt).")),
+        ("label_id_base", click.option("--first-label-id", "label_id_base", type=int, default=0, show_default=True,
+                                       help="List layout with integer ids: the id of the model's first label (1 for XED)."
+                                       if "label_names_file" in exclude
+                                       else "The id of the first name in --label-names (1 for XED).")),
     ]
-
-    kept = [option for option in options if _destination(option) not in set(exclude)]
+    unknown = set(exclude) - {name for name, _ in options}
+    if unknown:
+        raise ValueError(f"labelled_data_options: no option named {', '.join(sorted(unknown))}")
+    kept = [option for name, option in options if name not in exclude]
 
     def decorate(command: Callable) -> Callable:
         for option in reversed(kept):
@@ -50,8 +58,3 @@ def labelled_data_options(subject: str = "files", exclude: Sequence[str] = ()) -
 
     return decorate
 
-
-def _destination(option_decorator: Callable) -> str:
-    """The parameter name a ``click.option`` decorator would add (applied to a throwaway command)."""
-    probe = option_decorator(click.command()(lambda **kwargs: None))
-    return probe.params[-1].name
