@@ -87,7 +87,7 @@ files already done are skipped on the next run:
     mlb-batch 'exports/*.csv.gz' extra.tsv -m model.onnx -o labels/ --output-format csv
 
 \b
-On Ray Data (pip install 'mlb[ray]'): an actor pool, same output bytes:
+On Ray Data (pip install 'mlbert[ray]'): an actor pool, same output bytes:
     mlb-batch /data/inbox/ -m model.onnx -o labels/ --engine ray --ray-address auto
 
 \b
@@ -144,7 +144,7 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
               help="Continue a killed run from its last checkpoint (OUTPUT.progress); the result is byte-identical.")
 @click.option("--redo", is_flag=True, help="With an output folder: run inputs whose outputs are already done too.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process. ray: a Ray Data actor pool (pip install 'mlb[ray]').")
+              help="local: this process. ray: a Ray Data actor pool (pip install 'mlbert[ray]').")
 @click.option("--ray-address", envvar="RAY_ADDRESS", metavar="ADDRESS",
               help="Ray cluster to join (auto, ray://head:10001); default: start a local one. [env: RAY_ADDRESS]")
 @click.option("--ray-concurrency", type=click.IntRange(min=1), metavar="ACTORS",

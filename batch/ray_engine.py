@@ -35,7 +35,7 @@ from .pipeline import BatchJob, BatchOptions, _chunks, parse_thresholds, split_c
 from .runtime import Predictor, available_cpus, default_token_budget, load_model
 from .writers import ChunkResult
 
-INSTALL_HINT = "pip install 'mlb[ray]' (or pip install 'ray[data]>=2.40,<3')"
+INSTALL_HINT = "pip install 'mlbert[ray]' (or pip install 'ray[data]>=2.40,<3')"
 # Chunks sent to the pool per Ray Dataset execution, per actor: enough to keep every
 # actor busy and amortise the pool's start, few enough to bound the driver's memory.
 WINDOW_CHUNKS_PER_ACTOR = 16

@@ -35,8 +35,8 @@ ANCHORS = [
 def run_accuracy(checkpoint: Path, fp32: Path, int8: Path, data: Path = c.DATA_DIR / "test.tsv",
                  limit: Optional[int] = None) -> Dict[str, Any]:
     """Metrics for each model kind at 0.5 and at its saved thresholds, plus int8 - fp32 deltas."""
-    from trainer.data import read_labelled_file
-    from trainer.evaluate import evaluate_model, load_eval_model
+    from mlbert.trainer.data import read_labelled_file
+    from mlbert.trainer.evaluate import evaluate_model, load_eval_model
 
     labelled = read_labelled_file(str(data), label_names=c.label_names(data.parent))
     texts, labels = labelled.texts, labelled.labels

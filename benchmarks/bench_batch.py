@@ -46,8 +46,8 @@ def make_models(folder: Path, labels_file: Optional[Path]) -> Dict[str, Path]:
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from batch.modelfile import CheckpointConfig, ModelHeader, attach_header
-    from batch.preprocess import Preprocessing
+    from mlbert.batch.modelfile import CheckpointConfig, ModelHeader, attach_header
+    from mlbert.batch.preprocess import Preprocessing
 
     folder.mkdir(parents=True, exist_ok=True)
     if labels_file and labels_file.exists():
@@ -90,7 +90,7 @@ def make_models(folder: Path, labels_file: Optional[Path]) -> Dict[str, Path]:
 def run_once(model: Path, data: Path, out: Path, extra: List[str]) -> Dict[str, float]:
     """One mlb-batch process; seconds, rows/s and the child's peak RSS in MiB."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "batch", str(data), "-m", str(model), "-o", str(out),
+    cmd = [sys.executable, "-m", "mlbert.batch", str(data), "-m", str(model), "-o", str(out),
            "--text-column", "column_1", "--id-column", "column_3", *extra]
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -172,7 +172,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "Each section below was written by `benchmarks/bench_batch.py --write-doc` (the command is "
             "in the section). Input: GoEmotions `test.tsv` (5,427 Reddit comments, ~13 words, ~19 "
             "tokens each) repeated to the row count; text from column 1, id from column 3. Each run is "
-            "one `python -m batch` process, timed from start to exit (model loading, reading, "
+            "one `python -m mlbert.batch` process, timed from start to exit (model loading, reading, "
             "tokenizing, inference and writing JSONL); peak RSS is that process's maximum resident "
             "memory (`ru_maxrss` from `wait4`), onnxruntime and the model included. `load avg` is the "
             "machine's 1-minute load average around the run: above the CPU count, other work shared "

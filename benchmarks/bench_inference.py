@@ -65,7 +65,7 @@ _SUMMARY_RE = re.compile(r"mlb-batch: (\d+) rows, (\d+) errors, ([0-9.]+) s,")
 
 
 def _threads() -> int:
-    from batch.runtime import available_cpus
+    from mlbert.batch.runtime import available_cpus
 
     return available_cpus()
 
@@ -175,10 +175,10 @@ def worker_optimum(args) -> Dict[str, Any]:
 def worker_mlb_model(args) -> Dict[str, Any]:
     """mlb's model time alone: the texts are read and tokenized first (timed apart), then only
     the bucketed onnxruntime batches are timed, chunk by chunk exactly as mlb-batch runs them."""
-    from batch.pipeline import DEFAULT_CHUNK_SIZE
-    from batch.runtime import Predictor, default_token_budget, load_model
+    from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
+    from mlbert.batch.runtime import Predictor, default_token_budget, load_model
 
-    from batch.bucketing import DEFAULT_MULTIPLE
+    from mlbert.batch.bucketing import DEFAULT_MULTIPLE
 
     loaded = load_model(str(args.onnx), device="cpu")
     predictor = Predictor(loaded, default_token_budget(loaded.provider), multiple=args.multiple or DEFAULT_MULTIPLE)
@@ -224,7 +224,7 @@ def contender_command(name: str, data: Path, out: Path, paths: Dict[str, Path]) 
         return me + ["--worker", "mlb-model", "--onnx", str(paths[quant]), "--input", str(data),
                      "--output", str(out), "--multiple", str(spec.get("multiple", 0))]
     if name.startswith("mlb-batch-"):
-        return [sys.executable, "-m", "batch", str(data), "-m", str(paths[name.rsplit("-", 1)[1]]), "-o", str(out),
+        return [sys.executable, "-m", "mlbert.batch", str(data), "-m", str(paths[name.rsplit("-", 1)[1]]), "-o", str(out),
                 "--text-column", "column_1", "--id-column", "column_3", "--device", "cpu"]
     raise ValueError(name)
 
@@ -259,7 +259,7 @@ def token_lengths(fp32: Path, source: Path) -> "Any":
     """Real tokens per row of ``source`` as mlb reads it (header tokenizer, preprocessing, truncation)."""
     import numpy as np
 
-    from batch.encoder import Encoder
+    from mlbert.batch.encoder import Encoder
 
     header = c.read_header(fp32)
     encoder = Encoder(header)
@@ -272,8 +272,8 @@ def computed_tokens(name: str, lengths, max_length: int) -> int:
     """Positions the contender's batches compute (real tokens plus padding), replayed from its batching."""
     import numpy as np
 
-    from batch.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
-    from batch.pipeline import DEFAULT_CHUNK_SIZE
+    from mlbert.batch.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
+    from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
 
     lengths = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
     if name == "recipe":
@@ -301,8 +301,8 @@ def padding_alternatives(lengths, max_length: int) -> List[Dict[str, Any]]:
     """
     import numpy as np
 
-    from batch.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
-    from batch.pipeline import DEFAULT_CHUNK_SIZE
+    from mlbert.batch.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
+    from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
 
     lengths = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
     real = int(lengths.sum())
@@ -397,7 +397,7 @@ def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows:
 
 def report(results: Dict[str, Any], peaks: Dict[str, Any]) -> str:
     """Markdown: throughput and memory, distance to the limit, targets."""
-    from batch.bucketing import DEFAULT_MULTIPLE
+    from mlbert.batch.bucketing import DEFAULT_MULTIPLE
 
     out: List[str] = []
     flops = results["flops"]

@@ -10,9 +10,9 @@ Usage:
     python benchmarks/bench_ray.py --model /tmp/bm/minilm-int8.onnx --rows 200 --rows 5000 --write-doc
     python benchmarks/bench_ray.py --make-models /tmp/bm --rows 5000     # packaged MiniLM, random head
 
-Each run is one ``python -m batch`` process (``bench_batch.run_once``): wall seconds from
+Each run is one ``python -m mlbert.batch`` process (``bench_batch.run_once``): wall seconds from
 start to exit, Ray start-up included; peak RSS is the driver process's only (Ray's raylet
-and actor processes are not counted). Needs ``pip install 'mlb[ray]'``.
+and actor processes are not counted). Needs ``pip install 'mlbert[ray]'``.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"Machine: {cpu}, {len(os.sched_getaffinity(0))} CPUs usable, Python {platform.python_version()}, "
             f"Ray {ray.__version__}, device cpu. Model: `{Path(model).name}` "
             f"({Path(model).stat().st_size / 1e6:.0f} MB). Input: GoEmotions `test.tsv` repeated to the row count.\n\n"
-            "Each run is one `python -m batch` process timed from start to exit; for the Ray engine that "
+            "Each run is one `python -m mlbert.batch` process timed from start to exit; for the Ray engine that "
             "includes starting a local Ray instance, starting the actors and loading the model in each. "
             "`same bytes` compares the output file byte for byte with the local engine's run with the same "
             "chunk size. `time vs local` is against the local run with default options. Peak RSS is "

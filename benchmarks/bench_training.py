@@ -45,10 +45,10 @@ def recipe_worker(args) -> Dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-    from batch.runtime import available_cpus
-    from trainer.data import read_labelled_file
-    from trainer.metrics import multilabel_metrics
-    from trainer.train import default_base_model
+    from mlbert.batch.runtime import available_cpus
+    from mlbert.trainer.data import read_labelled_file
+    from mlbert.trainer.metrics import multilabel_metrics
+    from mlbert.trainer.train import default_base_model
 
     torch.set_num_threads(available_cpus())
     names = c.label_names(args.data)
@@ -116,7 +116,7 @@ def run_training(work: Path, *, train_rows: int, epochs: float, eval_rows: int, 
 
     c.log(f"training: mlb-train defaults, {train_rows} rows, {epochs} epoch(s)")
     out = work / "mlb-train"
-    cmd = [sys.executable, "-m", "trainer", "--train", str(data / "train.tsv"), "--validation", str(data / "dev.tsv"),
+    cmd = [sys.executable, "-m", "mlbert.trainer", "--train", str(data / "train.tsv"), "--validation", str(data / "dev.tsv"),
            "--test", str(data / "test.tsv"), "--label-names", str(data / "emotions.txt"),
            "--limit-train", str(train_rows), "--limit-eval", str(eval_rows), "--epochs", str(epochs),
            "--seed", str(SEED), "--device", "cpu", "-o", str(out), "--overwrite"]

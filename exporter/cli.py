@@ -10,8 +10,8 @@ from typing import Any, List, Optional
 
 import click
 
-from batch.cli_common import CONTEXT_SETTINGS, run_command
-from trainer.options import labelled_data_options
+from ..batch.cli_common import CONTEXT_SETTINGS, run_command
+from ..trainer.options import labelled_data_options
 
 from . import __version__
 from .quantize import OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES

@@ -23,15 +23,15 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from batch.errors import MlbError, ModelFileError, UsageError
-from batch.modelfile import (
+from ..batch.errors import MlbError, ModelFileError, UsageError
+from ..batch.modelfile import (
     CHECKPOINT_CONFIG_FILE,
     PROBLEM_TYPE,
     CheckpointConfig,
     ModelHeader,
     attach_header,
 )
-from batch.preprocess import Preprocessing
+from ..batch.preprocess import Preprocessing
 
 from . import quantize as _q
 from .validate import EXACT, LOSSY, SAMPLE_TEXTS, GateLimits, ValidationReport
@@ -199,7 +199,7 @@ def _versions() -> Dict[str, Optional[str]]:
     from importlib import metadata
 
     out: Dict[str, Optional[str]] = {}
-    for dist in ("mlb", "transformers", "optimum", "optimum-onnx", "torch", "onnx", "tokenizers"):
+    for dist in ("mlbert", "transformers", "optimum", "optimum-onnx", "torch", "onnx", "tokenizers"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

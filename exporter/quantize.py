@@ -23,7 +23,7 @@ import platform
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional, Sequence
 
-from batch.errors import MlbError, UsageError
+from ..batch.errors import MlbError, UsageError
 
 QUANTIZE_MODES = ("none", "int8")
 QUANTIZE_CONFIGS = ("avx512_vnni", "avx512", "avx2", "arm64")

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from batch.errors import InputError, MlbError
+from ..batch.errors import InputError, MlbError
 
 # Varied on purpose: emotions, negation, emoji (with modifiers and ZWJ), mentions, URLs,
 # hashtags, non-English, digits, an empty string, a single character, and a text longer
@@ -188,7 +188,7 @@ def decisions(probabilities: np.ndarray, thresholds: Sequence[float]) -> np.ndar
 
 
 def _metrics(y_true: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float]) -> Dict[str, float]:
-    from trainer.metrics import multilabel_metrics
+    from ..trainer.metrics import multilabel_metrics
 
     m = multilabel_metrics(y_true, probabilities, list(thresholds))
     return {k: float(m[k]) for k in ("micro_f1", "macro_f1", "samples_jaccard")}
@@ -279,7 +279,7 @@ def load_validation_texts(
     model's label names fix the set and order, so a file that names other labels is an
     error naming the difference rather than a silently misaligned comparison.
     """
-    from trainer.data import read_labelled_file
+    from ..trainer.data import read_labelled_file
 
     data = read_labelled_file(path, label_names=list(label_names), **read_options)
     names = list(data.label_names)
@@ -328,7 +328,7 @@ def torch_probabilities(model: Any, tokenizer: Any, texts: Sequence[str], max_le
 
 def onnx_probabilities(path: str, texts: Sequence[str]) -> np.ndarray:
     """Probabilities from the written file through mlb-batch's own ``Predictor`` (CPU)."""
-    from batch.runtime import Predictor, default_token_budget, load_model
+    from ..batch.runtime import Predictor, default_token_budget, load_model
 
     loaded = load_model(path, device="cpu")
     budget = max(default_token_budget(loaded.provider), loaded.header.max_length)

@@ -24,10 +24,10 @@ def commands():
 
     found = []
     for name, module_name in (
-        ("mlb-train", "trainer.cli"),
-        ("mlb-export", "exporter.cli"),
-        ("mlb-batch", "batch.cli"),
-        ("mlb-eval", "trainer.eval_cli"),
+        ("mlb-train", "mlbert.trainer.cli"),
+        ("mlb-export", "mlbert.exporter.cli"),
+        ("mlb-batch", "mlbert.batch.cli"),
+        ("mlb-eval", "mlbert.trainer.eval_cli"),
     ):
         module = importlib.import_module(module_name)
         command = getattr(module, "cli", None)

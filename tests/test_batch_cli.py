@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from batch.cli import main
-from batch.pipeline import BatchJob, BatchOptions, parse_thresholds
-from batch.errors import UsageError
-from batch.runtime import Predictor, load_model
+import mlbert
+from mlbert.batch.cli import main
+from mlbert.batch.pipeline import BatchJob, BatchOptions, parse_thresholds
+from mlbert.batch.errors import UsageError
+from mlbert.batch.runtime import Predictor, load_model
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -283,7 +284,7 @@ def test_csv_output_file_escapes_formulas(tmp_path, varied_onnx):
 
 
 def test_lock_held_exits_with_its_own_code(tmp_path, varied_onnx):
-    from batch.writers import OutputLock
+    from mlbert.batch.writers import OutputLock
 
     path = _write(tmp_path / "in.csv", "csv", TEXTS)
     out = tmp_path / "out.jsonl"
@@ -345,7 +346,7 @@ def test_device_cuda_fails_clearly_here(tmp_path, varied_onnx):
 
 KILLER = """
 import os, signal, sys
-from batch.pipeline import BatchJob, BatchOptions
+from mlbert.batch.pipeline import BatchJob, BatchOptions
 job = BatchJob(BatchOptions(input=sys.argv[1], output=sys.argv[2], model=sys.argv[3], chunk_size=int(sys.argv[4]),
                             device="cpu", threads=1, resume=sys.argv[6] == "1"))
 job.prepare()
@@ -408,7 +409,7 @@ def test_sigterm_stops_cleanly_and_keeps_previous_output(tmp_path, varied_onnx):
     out.write_text("yesterday\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batch", str(source), "-o", str(out), "-m", str(varied_onnx), "--chunk-size", "500",
+        [sys.executable, "-m", "mlbert.batch", str(source), "-o", str(out), "-m", str(varied_onnx), "--chunk-size", "500",
          "--device", "cpu"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 60
@@ -432,9 +433,9 @@ def test_stdin_resume_is_a_usage_error(varied_onnx):
 def test_cli_never_imports_torch_or_transformers(tmp_path, varied_onnx):
     path = _write(tmp_path / "in.csv", "csv", TEXTS)
     code = (
-        "import sys, batch, batch.cli, batch.pipeline, batch.runtime, batch.readers, batch.writers\n"
+        "import sys, mlbert.batch.cli, mlbert.batch.pipeline, mlbert.batch.runtime, mlbert.batch.readers, mlbert.batch.writers\n"
         "try:\n"
-        f"    batch.cli.main([{str(path)!r}, '-m', {str(varied_onnx)!r}, '-o', {str(tmp_path / 'o.jsonl')!r}, '-q'])\n"
+        f"    mlbert.batch.cli.main([{str(path)!r}, '-m', {str(varied_onnx)!r}, '-o', {str(tmp_path / 'o.jsonl')!r}, '-q'])\n"
         "except SystemExit as e:\n"
         "    assert e.code == 0, e.code\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'optimum', 'onnx')]\n"
@@ -449,8 +450,8 @@ def test_cli_never_imports_torch_or_transformers(tmp_path, varied_onnx):
 def test_help_version_and_python_m(varied_onnx):
     result = run(["-h"])
     assert result.exit_code == 0 and "Examples:" in result.output and "Exit codes" in result.output
-    assert "0.1.0" in run(["--version"]).output
-    result = _python(["-m", "batch", "-", "-m", str(varied_onnx)], input="i am so happy\n")
+    assert mlbert.__version__ in run(["--version"]).output
+    result = _python(["-m", "mlbert.batch", "-", "-m", str(varied_onnx)], input="i am so happy\n")
     assert result.returncode == 0, result.stderr
     assert len(records(result.stdout)) == 1
     assert "1 rows, 0 errors" in result.stderr
@@ -458,7 +459,7 @@ def test_help_version_and_python_m(varied_onnx):
 
 def _peak_rss_mib(args):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "batch", *args], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "mlbert.batch", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()

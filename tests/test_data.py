@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.errors import InputError, UsageError
-from trainer.data import (
+from mlbert.batch.errors import InputError, UsageError
+from mlbert.trainer.data import (
     hold_out,
     labels_without_positives,
     read_dataset_splits,

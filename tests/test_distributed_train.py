@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.modelfile import CheckpointConfig
+from mlbert.batch.modelfile import CheckpointConfig
 from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer, checkpoint_probabilities
-from trainer.train import TrainOptions, _eval_schedule, is_main_process, world_size
+from mlbert.trainer.train import TrainOptions, _eval_schedule, is_main_process, world_size
 
 SEMEVAL = Path(__file__).parent / "fixtures" / "semeval_ec_sample.tsv"
 
@@ -63,7 +63,7 @@ def torchrun_model(tmp_path_factory):
         env.pop(name, None)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "trainer",
+        "-m", "mlbert.trainer",
         "--train", str(folder / "train.tsv"), "--validation", str(folder / "dev.tsv"),
         "--base-model", str(folder / "base"), "--max-steps", "4", "--eval-steps", "2",
         "--batch-size", "4", "--max-length", "32", "--lr", "5e-3", "--device", "cpu", "-o", str(out),
@@ -97,8 +97,8 @@ def test_torchrun_writes_one_valid_checkpoint(torchrun_model):
 def test_gathered_predictions_are_the_whole_split_in_order(torchrun_model):
     """eval_predictions.npz holds one row per validation row, in file order: the saved model
     reproduces them in one process, and the saved thresholds were tuned on exactly them."""
-    from trainer.data import read_labelled_file
-    from trainer.thresholds import tune_thresholds
+    from mlbert.trainer.data import read_labelled_file
+    from mlbert.trainer.thresholds import tune_thresholds
 
     out, _, dev_path = torchrun_model
     config = CheckpointConfig.load(str(out))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from batch.errors import InputError
-from batch.preprocess import Preprocessing
-from trainer.evaluate import EvalModel, Evaluation, align_labels, evaluate_arrays, format_report, to_json
+from mlbert.batch.errors import InputError
+from mlbert.batch.preprocess import Preprocessing
+from mlbert.trainer.evaluate import EvalModel, Evaluation, align_labels, evaluate_arrays, format_report, to_json
 
 NAMES = ["a", "b", "c"]
 Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]], dtype=np.float32)

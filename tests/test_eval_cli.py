@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.eval_cli import main
-from trainer.evaluate import load_eval_model
+from mlbert.trainer.eval_cli import main
+from mlbert.trainer.evaluate import load_eval_model
 
 from test_report import png_size
 

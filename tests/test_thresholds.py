@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from batch.errors import UsageError
-from trainer.metrics import multilabel_metrics
-from trainer.thresholds import FALLBACK_THRESHOLD, GRID, OBJECTIVES, tune_all, tune_thresholds
+from mlbert.batch.errors import UsageError
+from mlbert.trainer.metrics import multilabel_metrics
+from mlbert.trainer.thresholds import FALLBACK_THRESHOLD, GRID, OBJECTIVES, tune_all, tune_thresholds
 
 
 def test_label_f1_picks_one_threshold_per_label():

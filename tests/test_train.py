@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.modelfile import CheckpointConfig
-from batch.preprocess import Preprocessing
+from mlbert.batch.modelfile import CheckpointConfig
+from mlbert.batch.preprocess import Preprocessing
 from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer, checkpoint_probabilities
-from trainer.cli import main
+from mlbert.trainer.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEMEVAL = FIXTURES / "semeval_ec_sample.tsv"
@@ -130,7 +130,7 @@ def test_metrics_json_reports_every_objective_on_validation_and_test(semeval_mod
 
 def test_saved_model_reproduces_the_saved_validation_probabilities(semeval_model, semeval_split):
     """The checkpoint written is the one whose predictions were scored (best model, same preprocessing)."""
-    from trainer.data import read_labelled_file
+    from mlbert.trainer.data import read_labelled_file
 
     config = CheckpointConfig.load(str(semeval_model))
     dev = read_labelled_file(str(semeval_split / "dev.tsv"))
@@ -167,8 +167,8 @@ def test_history_json_has_evaluations_and_best_is_chosen_on_tuned_jaccard(semeva
 
 
 def test_tuned_metrics_rank_checkpoints_whose_probabilities_are_all_low():
-    from trainer.metrics import multilabel_metrics
-    from trainer.train import tuned_metrics
+    from mlbert.trainer.metrics import multilabel_metrics
+    from mlbert.trainer.train import tuned_metrics
 
     y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     p = np.array([[0.3, 0.1], [0.1, 0.3], [0.35, 0.32], [0.05, 0.02]])  # perfectly ranked, all < 0.5
@@ -273,7 +273,7 @@ def test_label_values_not_zero_one_and_empty_text_via_cli(tmp_path, capsys):
 
 
 def test_pos_weights():
-    from trainer.train import pos_weights
+    from mlbert.trainer.train import pos_weights
 
     labels = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0]], dtype=np.float32)
     assert pos_weights(labels, "none") is None
@@ -283,7 +283,7 @@ def test_pos_weights():
 
 def test_help_is_fast_and_does_not_import_torch():
     code = (
-        "import sys; from trainer.cli import main\n"
+        "import sys; from mlbert.trainer.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
     )
@@ -291,7 +291,7 @@ def test_help_is_fast_and_does_not_import_torch():
     assert result.returncode == 0, result.stderr
     assert "Fine-tune a multi-label text classifier" in result.stdout
     assert "--threshold-objective" in result.stdout
-    version = subprocess.run([sys.executable, "-m", "trainer", "--version"], capture_output=True, text=True,
+    version = subprocess.run([sys.executable, "-m", "mlbert.trainer", "--version"], capture_output=True, text=True,
                              cwd=REPO_ROOT, timeout=60)
     assert version.returncode == 0 and "mlb-train" in version.stdout
 
@@ -319,7 +319,7 @@ def test_real_minilm_on_a_goemotions_slice(shared_data, tmp_path, capsys):
 
 
 def test_prior_logits_are_the_constant_bce_optimum():
-    from trainer.train import pos_weights, prior_logits
+    from mlbert.trainer.train import pos_weights, prior_logits
 
     labels = np.zeros((98, 3), dtype=np.float32)
     labels[:48, 0] = 1  # (48+1)/(98+2) = 0.49
@@ -340,7 +340,7 @@ def test_init_head_bias_finds_bert_and_roberta_heads():
     import torch
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
-    from trainer.train import init_head_bias, prior_logits
+    from mlbert.trainer.train import init_head_bias, prior_logits
 
     labels = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 0]], dtype=np.float32)
     bert = build_tiny_model(["a", "b", "c"], vocab_size=len(build_tiny_tokenizer()))
@@ -356,8 +356,8 @@ def test_init_head_bias_finds_bert_and_roberta_heads():
 def test_head_bias_init_reaches_the_saved_model(init, tiny_base, semeval_split, tmp_path, capsys):
     from safetensors.numpy import load_file
 
-    from trainer.data import read_labelled_file
-    from trainer.train import prior_logits
+    from mlbert.trainer.data import read_labelled_file
+    from mlbert.trainer.train import prior_logits
 
     out = tmp_path / init
     code, _, err = run_cli(
@@ -380,7 +380,7 @@ def test_only_a_new_head_is_initialised(tmp_path):
     classifier with the same labels, trained further, keeps its own head and pooler."""
     from transformers import BertModel
 
-    from trainer.train import _load_model_and_tokenizer
+    from mlbert.trainer.train import _load_model_and_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     classifier = build_tiny_model(["a", "b", "c"], vocab_size=len(tokenizer))

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from batch.errors import UsageError
-from batch.writers import (
+from mlbert.batch.errors import UsageError
+from mlbert.batch.writers import (
     ChunkResult,
     OutputFile,
     OutputLock,

@@ -1,14 +1,9 @@
-"""mlb-train: fine-tune a multi-label text classifier and write an mlb checkpoint.
+"""mlb-train and mlb-eval: fine-tune a multi-label text classifier and score models on labelled data.
 
 Heavy libraries (torch, transformers, datasets) are imported inside functions so that
 ``mlb-train --help`` and the data/metrics helpers stay fast.
 """
 
-from __future__ import annotations
+from .. import __version__
 
-try:
-    from importlib.metadata import version
-
-    __version__ = version("mlb")
-except Exception:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
+__all__ = ["__version__"]

@@ -12,8 +12,8 @@ from typing import Any, List, Optional
 
 import click
 
-from batch.cli_common import CONTEXT_SETTINGS, run_command
-from batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
+from ..batch.cli_common import CONTEXT_SETTINGS, run_command
+from ..batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
 
 from . import __version__
 from .options import labelled_data_options

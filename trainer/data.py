@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from batch.errors import InputError, UsageError
+from ..batch.errors import InputError, UsageError
 
 LAYOUTS = ("auto", "wide", "list")
 
@@ -108,7 +108,7 @@ def _read_parquet(path: str) -> _Table:
     try:
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - pyarrow comes with the train extra
-        raise UsageError("reading Parquet needs pyarrow: pip install 'mlb[train]'") from None
+        raise UsageError("reading Parquet needs pyarrow: pip install 'mlbert[train]'") from None
     try:
         table = pq.read_table(path)
     except FileNotFoundError:
@@ -123,7 +123,7 @@ def _read_parquet(path: str) -> _Table:
 
 
 def _read_with_readers(path: str, format: Optional[str], header: Optional[bool]) -> _Table:
-    from batch.readers import open_table
+    from ..batch.readers import open_table
 
     rows: List[Tuple[int, Dict[str, Any]]] = []
     with open_table(path, format=format, header=header) as table:
@@ -140,7 +140,7 @@ def _read_with_readers(path: str, format: Optional[str], header: Optional[bool])
 
 
 def _read_file(path: str, format: Optional[str], header: Optional[bool]) -> _Table:
-    from batch.formats import detect_format
+    from ..batch.formats import detect_format
 
     if path != "-" and not os.path.exists(path):
         raise InputError("no such file", path)
@@ -575,7 +575,7 @@ def read_dataset_splits(
     try:
         import datasets
     except ImportError:  # pragma: no cover
-        raise UsageError("reading datasets needs the datasets package: pip install 'mlb[train]'") from None
+        raise UsageError("reading datasets needs the datasets package: pip install 'mlbert[train]'") from None
 
     try:
         if os.path.isdir(name):

@@ -15,8 +15,8 @@ from typing import Any, List, Optional, Sequence
 
 import click
 
-from batch.cli_common import CONTEXT_SETTINGS, run_command
-from batch.errors import MlbError, UsageError
+from ..batch.cli_common import CONTEXT_SETTINGS, run_command
+from ..batch.errors import MlbError, UsageError
 
 from . import __version__
 from .options import labelled_data_options

@@ -21,8 +21,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from batch.errors import InputError, ModelFileError, UsageError
-from batch.preprocess import Preprocessing
+from ..batch.errors import InputError, ModelFileError, UsageError
+from ..batch.preprocess import Preprocessing
 
 from .metrics import multilabel_metrics
 
@@ -72,7 +72,7 @@ def load_eval_model(
 
 
 def _load_onnx(path: str, *, device: str, threads: Optional[int], token_budget: Optional[int]) -> EvalModel:
-    from batch.runtime import Predictor, default_token_budget, load_model
+    from ..batch.runtime import Predictor, default_token_budget, load_model
 
     loaded = load_model(path, device=device, threads=threads)
     header = loaded.header
@@ -93,7 +93,7 @@ def _load_onnx(path: str, *, device: str, threads: Optional[int], token_budget: 
 
 def _checkpoint_facts(path: str):
     """Labels, thresholds, preprocessing and max length: ``mlb.json`` if present, else config.json."""
-    from batch.modelfile import CHECKPOINT_CONFIG_FILE, CheckpointConfig
+    from ..batch.modelfile import CHECKPOINT_CONFIG_FILE, CheckpointConfig
 
     if os.path.isdir(path) and os.path.exists(os.path.join(path, CHECKPOINT_CONFIG_FILE)):
         cfg = CheckpointConfig.load(path)
@@ -111,7 +111,7 @@ def _load_checkpoint(path: str, *, device: str, threads: Optional[int], token_bu
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     except ImportError:
-        raise UsageError("scoring a checkpoint folder needs the training extra: pip install 'mlb[train]'") from None
+        raise UsageError("scoring a checkpoint folder needs the training extra: pip install 'mlbert[train]'") from None
 
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
@@ -165,7 +165,7 @@ def _predict_torch(model: Any, tokenizer: Any, texts: List[str], max_length: int
     """Length-sorted token-budget batches, padded per batch (the same batching as the runtime)."""
     import torch
 
-    from batch.bucketing import make_batches
+    from ..batch.bucketing import make_batches
 
     n = len(texts)
     out = np.empty((n, model.config.num_labels), dtype=np.float32)

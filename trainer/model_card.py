@@ -18,7 +18,7 @@ import re
 import shlex
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from batch.modelfile import CheckpointConfig
+from ..batch.modelfile import CheckpointConfig
 
 from .report import MAIN_METRICS, _as_float, format_number, metric_sets, set_title
 

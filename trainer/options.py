@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import click
 
-from batch.cli_common import split_names
+from ..batch.cli_common import split_names
 
 
 def labelled_data_options(subject: str = "files", exclude: Sequence[str] = ()) -> Callable:

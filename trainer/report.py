@@ -548,7 +548,7 @@ def _write_training_report(output_dir: str) -> str:
     because the report is written at the end of a run whose model is already saved.
     Returns the path of ``report.md``.
     """
-    from batch.modelfile import CheckpointConfig
+    from ..batch.modelfile import CheckpointConfig
 
     notes: List[str] = []
     plots: List[Plot] = []

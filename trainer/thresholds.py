@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
-from batch.errors import UsageError
+from ..batch.errors import UsageError
 
 from .metrics import f1_scores, samples_jaccard
 

