@@ -1,38 +1,23 @@
-"""``mlb-batch``: a thin click layer over ``batch.pipeline``.
+"""``mlb-batch``: a thin click layer over ``pipeline`` (one file) and ``inbox`` (many).
 
-Library errors (``batch.errors.MlbError``) become one ``Error: ...`` line on stderr and
-their exit code; ``MLB_RAISE_ERRORS=1`` shows the traceback instead. SIGTERM and Ctrl-C
-stop the run between batches, leave the previous output in place and exit non-zero.
+Errors, exit codes, Ctrl-C and SIGTERM are handled by ``cli_common.MlbCommand`` as for
+every mlb command: a stop between batches leaves the previous output in place and the
+line printed says how far the run got and that ``--resume`` continues.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 import click
 
 from . import __version__
-from .errors import MlbError
+from .cli_common import MlbCommand
+from .errors import ExitCode, UsageError
 from .formats import FORMATS
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-# Exit codes: cron's contract (also in docs/BATCH.md).
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_ROW_ERRORS = 3
-EXIT_LOCKED = 4  # batch.writers.OutputLocked
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
-
-
-def _raise_errors() -> bool:
-    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
 
 
 class _Progress:
@@ -63,12 +48,12 @@ class _Progress:
             sys.stderr.flush()
 
 
-class _Stop(BaseException):
-    """Raised from the SIGTERM handler; BaseException so library code cannot swallow it."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Stop()
+def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
+    job = obj.get("job")
+    if job is None:
+        return f"stopped by {what}"
+    keep = "" if job.options.output == "-" else f"; {job.options.output} is unchanged, --resume continues"
+    return f"stopped by {what} after {job.summary.rows} rows{keep}"
 
 
 HELP = """Classify the texts in INPUT with an mlb ONNX model; one output record per input row.
@@ -108,7 +93,7 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 """
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, help=HELP)
+@click.command(cls=MlbCommand, help=HELP, stopped=_stopped_message)
 @click.version_option(__version__, "--version", prog_name="mlb-batch")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE|DIR/",
@@ -153,11 +138,11 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
               help="Rows per actor call (default: --chunk-size; the local engine with the same chunk size "
                    "gives the same bytes).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary (errors are still printed).")
-def main(inputs: tuple, output: str, model: Optional[str], format_: Optional[str], header: Optional[bool],
-         text_column: Optional[str], id_columns: tuple, output_format: Optional[str], thresholds: tuple,
-         top_k: Optional[int], scores: bool, device: str, threads: Optional[int], token_budget: Optional[int],
-         chunk_size: int, resume: bool, redo: bool, engine: str, ray_address: Optional[str],
-         ray_concurrency: Optional[int], ray_batch_size: Optional[int], quiet: bool) -> None:
+def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str], header: Optional[bool],
+        text_column: Optional[str], id_columns: tuple, output_format: Optional[str], thresholds: tuple,
+        top_k: Optional[int], scores: bool, device: str, threads: Optional[int], token_budget: Optional[int],
+        chunk_size: int, resume: bool, redo: bool, engine: str, ray_address: Optional[str],
+        ray_concurrency: Optional[int], ray_batch_size: Optional[int], quiet: bool) -> int:
     from .pipeline import BatchOptions
 
     options = BatchOptions(
@@ -169,61 +154,24 @@ def main(inputs: tuple, output: str, model: Optional[str], format_: Optional[str
         # tokenizers' Rust thread pool reads this when it first starts.
         os.environ.setdefault("RAYON_RS_NUM_CPUS", str(threads))
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
-    previous = None
+    job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet)
+    click.get_current_context().obj["job"] = job  # for the line printed if the run is stopped
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (embedded use)
-        previous = None
-    job: Any = None
-    try:
-        try:
-            job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet)
-            job.prepare()
-            summary = job.run(on_progress=progress)
-        finally:
-            progress.finish()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-    except _Stop:
-        _stopped("SIGTERM", job, EXIT_SIGTERM)
-    except KeyboardInterrupt:
-        _stopped("Ctrl-C", job, EXIT_SIGINT)
-    except BrokenPipeError:
-        # `mlb-batch ... | head`: the reader left; stop quietly, like other Unix tools.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        sys.exit(EXIT_FAILURE)
-    except MlbError as exc:
-        if _raise_errors():
-            raise
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        if _raise_errors():
-            raise
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
-        sys.exit(EXIT_FAILURE)
-    except Exception as exc:  # the catch-all keeps tracebacks out of cron mail
-        if _raise_errors():
-            raise
-        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (MLB_RAISE_ERRORS=1 shows the traceback)", err=True)
-        sys.exit(EXIT_FAILURE)
+        job.prepare()
+        summary = job.run(on_progress=progress)
+    finally:
+        progress.finish()
     if not quiet:
         for note in summary.notes:
             click.echo(f"mlb-batch: {note}", err=True)
         click.echo(summary.line(), err=True)
     code = getattr(summary, "exit_code", None)  # an inbox decides from all its files
-    sys.exit(code if code is not None else EXIT_ROW_ERRORS if summary.errors else EXIT_OK)
+    return code if code is not None else ExitCode.ROW_ERRORS if summary.errors else ExitCode.OK
 
 
 def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional[str],
                  ray_concurrency: Optional[int], ray_batch_size: Optional[int], redo: bool, quiet: bool) -> Any:
     """One BatchJob for one input -> FILE/stdout; an InboxRun for an output folder."""
-    from .errors import UsageError
     from .inbox import InboxRun, plan
     from .pipeline import BatchJob
 
@@ -246,14 +194,9 @@ def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional
     return InboxRun(planned, options, make_job, redo=redo, echo=lambda line: click.echo(line, err=True), quiet=quiet)
 
 
-def _stopped(what: str, job: Any, code: int) -> None:
-    if job is None:
-        click.echo(f"Error: stopped by {what}", err=True)
-        sys.exit(code)
-    done = job.summary.rows
-    keep = "" if job.options.output == "-" else f"; {job.options.output} is unchanged, --resume continues"
-    click.echo(f"Error: stopped by {what} after {done} rows{keep}", err=True)
-    sys.exit(code)
+def main(args: Optional[List[str]] = None, prog_name: str = "mlb-batch") -> None:
+    """Console entry point (``mlb-batch``, ``python -m mlbert.batch``)."""
+    cli.main(args, prog_name=prog_name)
 
 
 if __name__ == "__main__":  # pragma: no cover

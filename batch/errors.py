@@ -1,20 +1,60 @@
-"""Errors a user can cause and fix. CLIs print them as one line, no traceback."""
+"""Errors a user can cause and fix, the exit codes they map to, and how one is shown.
+
+CLIs print an ``MlbError`` as one ``Error: ...`` line, never a traceback, and exit with
+its ``exit_code``. The codes are cron's contract (docs/BATCH.md), so they are defined
+here once and every command and library module takes them from here.
+"""
 
 from __future__ import annotations
 
+import os
+from enum import IntEnum
 from typing import Optional
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of every mlb command."""
+
+    OK = 0
+    FAILURE = 1  # the run failed; the previous output is untouched
+    USAGE = 2  # options that cannot work (click's own code for usage errors)
+    ROW_ERRORS = 3  # mlb-batch finished, but some rows became error records
+    LOCKED = 4  # another mlb-batch run holds the output's lock
+    SIGINT = 130  # stopped by Ctrl-C
+    SIGTERM = 143  # stopped by SIGTERM
+
+
+# Longest message taken from a foreign exception: enough for a path and a reason, short
+# enough to stay one readable line in a cron mail.
+MESSAGE_LIMIT = 300
+
+
+def first_line(exc: BaseException, limit: int = MESSAGE_LIMIT) -> str:
+    """The first line of ``exc``'s message (its type name if it has none), at most ``limit`` characters.
+
+    Libraries underneath (onnxruntime, optimum, pyarrow, Ray) raise multi-line messages
+    with tracebacks of their own; the user needs the line that says what went wrong.
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[-limit:]
+
+
+def raise_errors() -> bool:
+    """True when ``MLB_RAISE_ERRORS`` asks for tracebacks instead of one-line errors (debugging)."""
+    return os.environ.get("MLB_RAISE_ERRORS", "").strip().lower() not in ("", "0", "false", "no")
 
 
 class MlbError(Exception):
     """A problem with the user's input, options or files, worth one clear line."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.FAILURE
 
 
 class UsageError(MlbError):
     """Options that cannot work together, or a value out of range (exit code 2, like click)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class InputError(MlbError):
@@ -35,3 +75,9 @@ class InputError(MlbError):
 
 class ModelFileError(MlbError):
     """A model file that is missing, damaged, or not an mlb model."""
+
+
+class OutputLocked(MlbError):
+    """Another mlb-batch run holds the lock on this output."""
+
+    exit_code = ExitCode.LOCKED

@@ -27,10 +27,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import __version__
-from .errors import MlbError, UsageError
+from .errors import ExitCode, MlbError, OutputLocked, UsageError, raise_errors
 from .formats import detect_format
 from .pipeline import BatchJob, BatchOptions, ProgressCallback, Summary, _file_fingerprint
-from .writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX, OutputLocked, output_format
+from .writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX, output_format
 
 DONE_SUFFIX = ".done"
 DONE_VERSION = 1
@@ -252,13 +252,13 @@ class InboxSummary:
     def exit_code(self) -> int:
         """1 a file failed (2 if only usage errors), else 4 a file was locked, else 3 row errors, else 0."""
         codes = set(self.failure_codes)
-        if codes - {2}:
-            return 1
+        if codes - {ExitCode.USAGE}:
+            return ExitCode.FAILURE
         if codes:
-            return 2
+            return ExitCode.USAGE
         if self.locked:
-            return 4
-        return 3 if self.errors else 0
+            return ExitCode.LOCKED
+        return ExitCode.ROW_ERRORS if self.errors else ExitCode.OK
 
     def line(self) -> str:
         parts = [f"{self.files} files: {self.processed} written"]
@@ -273,10 +273,6 @@ class InboxSummary:
             f"mlb-batch: {', '.join(parts)}; {self.rows} rows, {self.errors} errors, "
             f"{self.seconds:.1f} s{provider} -> {self.output}"
         )
-
-
-def _raise_errors() -> bool:
-    return os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no")
 
 
 class InboxRun:
@@ -337,7 +333,7 @@ class InboxRun:
                     job.adopt(prepared)
                 summary = job.run(on_progress)
             except OutputLocked as exc:
-                if _raise_errors():
+                if raise_errors():
                     raise
                 self.echo(f"Error: {exc}")
                 result.locked.append(item.input)
@@ -345,7 +341,7 @@ class InboxRun:
             except (MlbError, OSError) as exc:
                 # One unreadable file must not hold back the rest of the inbox; it is
                 # reported now, counted in the exit code, and retried next run.
-                if _raise_errors():
+                if raise_errors():
                     raise
                 if isinstance(exc, MlbError):
                     message, code = str(exc), exc.exit_code

@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import MlbError, UsageError
+from .errors import MlbError, UsageError, first_line, raise_errors
 from .pipeline import BatchJob, BatchOptions, _chunks, parse_thresholds, split_chunk
 from .runtime import Predictor, available_cpus, default_token_budget, load_model
 from .writers import ChunkResult
@@ -80,8 +80,7 @@ def start_ray(options: RayOptions, quiet: bool = True) -> Any:
                 ray.init(address="local", num_cpus=options.num_cpus or available_cpus(), **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = options.address or "a local instance"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MlbError(f"--engine ray: cannot start or join Ray ({where}): {first[-300:]}") from None
+            raise MlbError(f"--engine ray: cannot start or join Ray ({where}): {first_line(exc)}") from None
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
@@ -269,7 +268,7 @@ class RayBatchJob(BatchJob):
                 except MlbError:
                     raise
                 except Exception as exc:
-                    if os.environ.get("MLB_RAISE_ERRORS", "").strip() not in ("", "0", "false", "no"):
+                    if raise_errors():
                         raise
                     raise _ray_failure(exc) from None
                 probs = np.frombuffer(row["probs"], dtype=np.float32).reshape(-1, labels)

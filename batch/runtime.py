@@ -34,7 +34,7 @@ from .bucketing import (
     make_batches,
 )
 from .encoder import EncodedChunk, Encoder
-from .errors import MlbError, ModelFileError, UsageError
+from .errors import MlbError, ModelFileError, UsageError, first_line
 from .modelfile import ModelHeader
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -160,13 +160,13 @@ def _create_session(path: str, providers: List, threads: int):
     try:
         return ort.InferenceSession(path, sess_options=_session_options(threads), providers=providers)
     except Exception as exc:  # InvalidProtobuf, InvalidGraph, Fail, NoSuchFile ...
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc)
         lowered = message.lower()
         if "protobuf" in lowered or "parsing" in lowered or "load model" in lowered:
             raise ModelFileError(
                 f"{path}: not a readable ONNX model (damaged, truncated, or another kind of file)"
             ) from None
-        raise ModelFileError(f"{path}: onnxruntime cannot load the model ({message[-300:]})") from None
+        raise ModelFileError(f"{path}: onnxruntime cannot load the model ({message})") from None
 
 
 def load_model(path: Optional[str], device: str = "auto", threads: Optional[int] = None) -> LoadedModel:
@@ -330,8 +330,7 @@ class Predictor:
         except MlbError:
             raise
         except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFileError(f"the model failed on a warm-up batch ({message[-300:]})") from None
+            raise ModelFileError(f"the model failed on a warm-up batch ({first_line(exc)})") from None
         if logits.ndim != 2 or logits.shape != (rows, self.num_labels):
             raise ModelFileError(
                 f"the model returned scores of shape {tuple(logits.shape)} for {rows} rows; expected "

@@ -23,7 +23,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import MlbError, UsageError
+from .errors import MlbError, OutputLocked, UsageError
 
 OUTPUT_FORMATS = ("jsonl", "csv", "tsv")
 PARTIAL_SUFFIX = ".partial"
@@ -34,13 +34,6 @@ SCORE_DECIMALS = 4
 LABEL_SEPARATOR = ";"
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-EXIT_LOCKED = 4
-
-
-class OutputLocked(MlbError):
-    """Another mlb-batch run holds the lock on this output."""
-
-    exit_code = EXIT_LOCKED
 
 
 def output_format(path: str, explicit: Optional[str] = None) -> str:

@@ -6,18 +6,22 @@ code; ``MLB_RAISE_ERRORS=1`` shows the traceback instead.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import click
 
-from ..batch.cli_common import CONTEXT_SETTINGS, run_command
+from ..batch.cli_common import MlbCommand
 from ..trainer.options import labelled_data_options
 
 from . import __version__
 from .quantize import OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
+    return f"stopped by {what}; the previous output file (if any) is unchanged"
+
+
+@click.command(cls=MlbCommand, stopped=_stopped_message)
 @click.version_option(__version__, "--version", prog_name="mlb-export")
 @click.argument("model_dir", type=click.Path(file_okay=True, dir_okay=True))
 @click.argument("output", metavar="OUT.onnx", type=click.Path(dir_okay=True))
@@ -109,4 +113,4 @@ def cli(**kwargs: Any) -> None:
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-export") -> None:
     """Console entry point: user errors become one line and an exit code, not a traceback."""
-    run_command(cli, args, prog_name, interrupted='Interrupted; the previous output file (if any) is unchanged.')
+    cli.main(args, prog_name=prog_name)

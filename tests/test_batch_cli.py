@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import mlbert
-from mlbert.batch.cli import main
+from mlbert.batch.cli import cli
 from mlbert.batch.pipeline import BatchJob, BatchOptions, parse_thresholds
 from mlbert.batch.errors import UsageError
 from mlbert.batch.runtime import Predictor, load_model
@@ -35,7 +35,7 @@ TEXTS = [
 def run(args, model=None, input=None, env=None):
     runner = CliRunner()
     full = list(args) + (["-m", str(model)] if model else [])
-    return runner.invoke(main, full, input=input, env=env, catch_exceptions=False)
+    return runner.invoke(cli, full, input=input, env=env, catch_exceptions=False)
 
 
 def records(text):
@@ -381,7 +381,7 @@ def test_resume_after_sigkill_gives_identical_bytes(tmp_path, varied_onnx):
     assert progress["rows_done"] == 100
 
     resumed = CliRunner().invoke(
-        main, [str(source), "-o", str(out), "-m", str(varied_onnx), "--chunk-size", "25", "--threads", "1",
+        cli, [str(source), "-o", str(out), "-m", str(varied_onnx), "--chunk-size", "25", "--threads", "1",
                "--device", "cpu", "--resume"], catch_exceptions=False,
     )
     assert resumed.exit_code == 3, resumed.output  # the empty row

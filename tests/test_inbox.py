@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mlbert.batch.cli import main
+from mlbert.batch.cli import cli
 from mlbert.batch.errors import UsageError
 from mlbert.batch.inbox import DONE_SUFFIX, expand_inputs, output_name, plan
 from mlbert.batch.writers import OutputLock
@@ -18,7 +18,7 @@ TEXTS = ["i am so happy today !", "what a terrible awful day", "wow , i love thi
 
 
 def run(args, model, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args] + ["-m", str(model)], input=input, catch_exceptions=False)
+    return CliRunner().invoke(cli, [str(a) for a in args] + ["-m", str(model)], input=input, catch_exceptions=False)
 
 
 def records(path: Path):

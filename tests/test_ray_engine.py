@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("ray.data")
 
-from mlbert.batch.cli import main  # noqa: E402
+from mlbert.batch.cli import cli  # noqa: E402
 from mlbert.batch.errors import MlbError, UsageError  # noqa: E402
 from mlbert.batch.pipeline import BatchOptions  # noqa: E402
 from mlbert.batch.ray_engine import RayBatchJob, RayOptions, _ray  # noqa: E402
@@ -30,7 +30,7 @@ def local_ray():
 
 
 def run(args, model):
-    return CliRunner().invoke(main, [str(a) for a in args] + ["-m", str(model)], catch_exceptions=False)
+    return CliRunner().invoke(cli, [str(a) for a in args] + ["-m", str(model)], catch_exceptions=False)
 
 
 def _text(i: int) -> str:

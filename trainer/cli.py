@@ -7,22 +7,22 @@ errors (``batch.errors.MlbError``) become one ``Error: ...`` line and their exit
 
 from __future__ import annotations
 
-import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import click
 
-from ..batch.cli_common import CONTEXT_SETTINGS, run_command
+from ..batch.cli_common import MlbCommand, command_argv
 from ..batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
 
 from . import __version__
 from .options import labelled_data_options
 
 
+def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
+    return f"stopped by {what}; rerun with --resume to continue from the last checkpoint"
 
 
-
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=MlbCommand, stopped=_stopped_message)
 @click.version_option(__version__, "--version", prog_name="mlb-train")
 @click.option("-o", "--output", default="./mlb-model", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the checkpoint, mlb.json, metrics.json (intermediate checkpoints go in OUTPUT/checkpoints).")
@@ -137,7 +137,7 @@ def cli(**kwargs: Any) -> None:
         preprocessing=pre,
         resume=kwargs["resume"],
         overwrite=kwargs["overwrite"],
-        command=["mlb-train"] + list((click.get_current_context().obj or {}).get("argv", sys.argv[1:])),
+        command=["mlb-train"] + command_argv(),
     )
     metrics = train(opts, log=lambda line: click.echo(line, err=True))
     if metrics:  # {} on the other processes of a torchrun: one table, from the main process
@@ -146,4 +146,4 @@ def cli(**kwargs: Any) -> None:
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-train") -> None:
     """Console entry point: user errors become one line and an exit code, not a traceback."""
-    run_command(cli, args, prog_name, interrupted='Interrupted; rerun with --resume to continue from the last checkpoint.')
+    cli.main(args, prog_name=prog_name)

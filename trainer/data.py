@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..batch.errors import InputError, UsageError
+from ..batch.errors import InputError, UsageError, first_line
 
 LAYOUTS = ("auto", "wide", "list")
 
@@ -114,7 +114,7 @@ def _read_parquet(path: str) -> _Table:
     except FileNotFoundError:
         raise InputError("no such file", path) from None
     except Exception as exc:  # pyarrow raises several types for damaged files
-        raise InputError(f"cannot read Parquet ({str(exc).splitlines()[0]})", path) from None
+        raise InputError(f"cannot read Parquet ({first_line(exc)})", path) from None
     columns = list(table.column_names)
     data = table.to_pydict()
     n = table.num_rows
@@ -583,10 +583,10 @@ def read_dataset_splits(
         else:
             loaded = datasets.load_dataset(name, config)
     except FileNotFoundError as exc:
-        raise InputError(f"dataset not found ({str(exc).splitlines()[0] if str(exc) else 'no such dataset'})", name) from None
+        raise InputError(f"dataset not found ({first_line(exc)})", name) from None
     except Exception as exc:  # hub errors come in many types; one line is what the user needs
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"cannot load dataset{' config ' + repr(config) if config else ''}: {first}", name) from None
+        raise InputError(f"cannot load dataset{' config ' + repr(config) if config else ''}: {first_line(exc)}",
+                         name) from None
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
 

@@ -15,14 +15,11 @@ from typing import Any, List, Optional, Sequence
 
 import click
 
-from ..batch.cli_common import CONTEXT_SETTINGS, run_command
+from ..batch.cli_common import MlbCommand
 from ..batch.errors import MlbError, UsageError
 
 from . import __version__
 from .options import labelled_data_options
-
-
-
 
 
 def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_file: Optional[str] = None,
@@ -45,7 +42,7 @@ def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_f
     return data
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=MlbCommand)
 @click.version_option(__version__, "--version", prog_name="mlb-eval")
 @click.argument("paths", nargs=-1, required=True, metavar="MODEL [MODEL2] DATA")
 @labelled_data_options("DATA")
@@ -145,7 +142,7 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-eval") -> None:
     """Console entry point: user errors become one line and an exit code, not a traceback."""
-    run_command(cli, args, prog_name, interrupted='Interrupted.')
+    cli.main(args, prog_name=prog_name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..batch.errors import InputError, ModelFileError, UsageError
+from ..batch.errors import InputError, ModelFileError, UsageError, first_line
 from ..batch.preprocess import Preprocessing
 
 from .metrics import multilabel_metrics
@@ -116,7 +116,7 @@ def _load_checkpoint(path: str, *, device: str, threads: Optional[int], token_bu
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except Exception as exc:
-        raise ModelFileError(f"{path}: cannot read the model configuration ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: cannot read the model configuration ({first_line(exc)})") from None
     problem = getattr(config, "problem_type", None)
     if problem not in (None, "multi_label_classification"):
         raise ModelFileError(f"{path}: a {problem} model, not a multi-label (sigmoid) classifier")
@@ -133,7 +133,7 @@ def _load_checkpoint(path: str, *, device: str, threads: Optional[int], token_bu
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
     except Exception as exc:
-        raise ModelFileError(f"{path}: cannot load the checkpoint ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: cannot load the checkpoint ({first_line(exc)})") from None
     if model.config.num_labels != len(names):
         raise ModelFileError(
             f"{path}: the model has {model.config.num_labels} outputs but mlb.json names {len(names)} labels"
@@ -193,11 +193,6 @@ def _predict_torch(model: Any, tokenizer: Any, texts: List[str], max_length: int
             logits = model(**batch).logits.float()
             out[index] = torch.sigmoid(logits).cpu().numpy()
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[-300:]
 
 
 # --------------------------------------------------------------------------- labels and metrics
