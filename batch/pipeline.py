@@ -20,16 +20,16 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from . import __version__
+from . import __version__, columns
 from .errors import InputError, UsageError
 from .readers import Row, Table, open_table
 from .runtime import Predictor, default_token_budget, load_model
 from .writers import ChunkResult, OutputFile, OutputLock, RecordFormatter, output_format
 
-# Column names taken as the text when --text-column is not given, in order of preference.
-TEXT_COLUMN_CANDIDATES = ("text", "Tweet", "sentence", "comment", "content", "body", "message")
-ID_COLUMN_CANDIDATES = ("id", "ID")
+# The id of a row when the file has no id column: its 1-based data row number.
 ROW_ID = "row"
+# Rows read ahead to decide which column holds the text (they are still processed in order).
+SAMPLE_ROWS = 64
 # Rows per chunk: big enough that encode_batch and the batches are efficient, small
 # enough that a chunk's texts, ids and scores stay a few MB.
 DEFAULT_CHUNK_SIZE = 4096
@@ -118,87 +118,28 @@ def parse_thresholds(values: Sequence[str], label_names: Sequence[str], defaults
     return thresholds
 
 
-def _column_by_index(table: Table, explicit: str) -> Optional[str]:
-    """``--text-column 2`` means the second column of a headerless file."""
-    if not table.has_header and explicit.isdigit():
-        position = int(explicit)
-        if 1 <= position <= len(table.columns):
-            return table.columns[position - 1]
-    return None
-
-
-def _text_column_from_data(table: Table) -> Optional[str]:
-    """In a headerless file the text is the column with by far the most letters."""
-    letters = {c: 0 for c in table.columns}
-    for row in table.sample(64):
-        if row.values is None:
-            continue
-        for column in table.columns:
-            value = row.values.get(column)
-            if isinstance(value, str):
-                letters[column] += sum(ch.isalpha() for ch in value)
-    ranked = sorted(letters.items(), key=lambda item: item[1], reverse=True)
-    if not ranked or ranked[0][1] == 0:
-        return None
-    if len(ranked) > 1 and ranked[0][1] < 2 * ranked[1][1]:
-        return None
-    return ranked[0][0]
+def _where(table: Table) -> str:
+    return "stdin" if table.path == "-" else table.path
 
 
 def pick_text_column(table: Table, explicit: Optional[str]) -> str:
-    columns = list(table.columns)
-    where = "stdin" if table.path == "-" else table.path
-    if explicit:
-        by_index = _column_by_index(table, explicit)
-        if by_index is not None:
-            return by_index
-        if columns and explicit not in columns:
-            raise UsageError(f"{where}: no column {explicit!r}; the columns are: {', '.join(columns)}")
-        return explicit
-    lowered = {c.lower(): c for c in columns}
-    for candidate in TEXT_COLUMN_CANDIDATES:
-        if candidate in columns:
-            return candidate
-        if candidate.lower() in lowered:
-            return lowered[candidate.lower()]
-    if len(columns) == 1:
-        other = {"csv": ("\t", "tsv"), "tsv": (",", "csv")}.get(table.format.format)
-        if table.has_header and other and other[0] in columns[0]:
-            raise UsageError(
-                f"{where}: the header {columns[0]!r} looks like {other[1].upper()}, not "
-                f"{table.format.format.upper()}; pass --format {other[1]}"
-            )
-        return columns[0]
-    if not columns:  # an empty file (or JSON lines whose first line is bad): rows decide
-        return "text"
-    if not table.has_header and table.format.format in ("csv", "tsv"):
-        detected = _text_column_from_data(table)
-        if detected is not None:
-            return detected
-    shown = ", ".join(columns) if columns else "(none)"
-    hint = " (or its 1-based position in a file without a header)" if not table.has_header else ""
-    raise UsageError(
-        f"{where}: cannot tell which column holds the text; the columns are: {shown}. "
-        f"Pass --text-column NAME{hint}"
-    )
+    """The text column by the rule every command shares (``columns.text_column``), from the first rows."""
+    if not table.columns:  # an empty file (or JSON lines whose first line is bad): rows decide
+        return explicit or "text"
+    other_delimiter = {"csv": "\t", "tsv": ","}.get(table.format.format) if table.has_header else None
+    sample = [row.values for row in table.sample(SAMPLE_ROWS) if row.values is not None]
+    return columns.text_column(table.columns, sample, explicit=explicit, source=_where(table),
+                               delimiter_hint=other_delimiter)
 
 
 def pick_id_columns(table: Table, explicit: Sequence[str], text_column: str) -> List[str]:
-    columns = list(table.columns)
-    where = "stdin" if table.path == "-" else table.path
+    """The columns copied into each record: ``--id-column``s, else an id-named column, else the row number."""
     if explicit:
-        explicit = [_column_by_index(table, name) or name for name in explicit]
-        if columns:
-            missing = [c for c in explicit if c not in columns]
-            if missing:
-                raise UsageError(
-                    f"{where}: no id column {', '.join(map(repr, missing))}; the columns are: {', '.join(columns)}"
-                )
-        return list(explicit)
-    for candidate in ID_COLUMN_CANDIDATES:
-        if candidate in columns and candidate != text_column:
-            return [candidate]
-    return [ROW_ID]
+        if not table.columns:
+            return list(explicit)
+        return [columns.find_column(table.columns, name, what="id", source=_where(table)) for name in explicit]
+    found = columns.id_column(table.columns, exclude=[text_column], source=_where(table))
+    return [found] if found is not None else [ROW_ID]
 
 
 def _file_fingerprint(path: str) -> Dict[str, Any]:

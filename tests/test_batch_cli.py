@@ -136,7 +136,7 @@ def test_unknown_text_column_lists_the_columns(tmp_path, varied_onnx):
     assert result.exit_code == 2
     assert "columns are: a, b" in result.stderr and "--text-column" in result.stderr
     result = run([str(path), "--text-column", "nope"], varied_onnx)
-    assert result.exit_code == 2 and "no column 'nope'" in result.stderr
+    assert result.exit_code == 2 and "no text column 'nope'; the columns are: a, b" in result.stderr
 
 
 def test_headerless_tsv_with_text_column_like_goemotions(tmp_path, varied_onnx, expected):

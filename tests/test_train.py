@@ -242,7 +242,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_base, semeval_split, tmp
     "args,code,message",
     [
         (["--train", "missing.tsv"], 1, "Error: missing.tsv: no such file"),
-        (["--train", SEMEVAL, "--text-column", "body"], 1, "no text column 'body'; the columns are: ID, Tweet, anger"),
+        (["--train", SEMEVAL, "--text-column", "body"], 2, "no text column 'body'; the columns are: ID, Tweet, anger"),
         (["--train", GOEMO, "--label-names", FIXTURES / "two_names.txt"], 1, "row 3: label id 2 is out of range"),
         (["--train", GOEMO, "--label-names", "nope.txt"], 1, "Error: nope.txt: no such file (label names)"),
         (["--dataset", "x", "--train", SEMEVAL], 2, "Error: use either --dataset or --train, not both"),

@@ -21,26 +21,15 @@ import os
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..batch import columns as column_rules
 from ..batch.errors import InputError, UsageError, first_line
 
-LAYOUTS = ("auto", "wide", "list")
-
-# Column names that hold the text, in order of preference (compared case-insensitively).
-TEXT_COLUMN_NAMES = (
-    "text", "tweet", "sentence", "comment", "comment_text", "content", "body", "message",
-    "review", "document", "utterance", "post", "title", "input", "content_text",
-)
-# Column names that hold a list of labels (list layout).
-LABEL_COLUMN_NAMES = ("labels", "label", "emotions", "emotion", "tags", "categories", "classes", "label_ids")
-
-_TRUE = {"1", "true", "t", "yes", "y", "1.0"}
-_FALSE = {"0", "false", "f", "no", "n", "0.0"}
-_INT_LIST_RE = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
-_DETECT_SAMPLE = 2000
+# Rows looked at to decide which columns hold the text and the labels.
+DETECT_SAMPLE = 2000
 
 
 @dataclass
@@ -154,136 +143,6 @@ def _read_file(path: str, format: Optional[str], header: Optional[bool]) -> _Tab
     return _read_with_readers(path, format, header)
 
 
-# --------------------------------------------------------------------------- detection
-
-
-def _is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _bool_value(value: Any) -> Optional[float]:
-    """1.0/0.0 for a 0/1 or true/false value, None for anything else."""
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        if value == 1:
-            return 1.0
-        if value == 0:
-            return 0.0
-        return None
-    if isinstance(value, str):
-        key = value.strip().lower()
-        if key in _TRUE:
-            return 1.0
-        if key in _FALSE:
-            return 0.0
-    return None
-
-
-def _looks_like_label_list(value: Any) -> bool:
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return True
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return True
-    if isinstance(value, str):
-        s = value.strip()
-        if _INT_LIST_RE.match(s):
-            return True
-        if s.startswith("[") and s.endswith("]"):
-            try:
-                return isinstance(json.loads(s), list)
-            except ValueError:
-                return False
-    return False
-
-
-def _find_column(columns: Sequence[str], wanted: str, source: str, what: str) -> str:
-    if wanted in columns:
-        return wanted
-    lowered = {c.lower(): c for c in columns}
-    if wanted.lower() in lowered:
-        return lowered[wanted.lower()]
-    # A 1-based index names a column of a headerless file ("--text-column 1").
-    if wanted.isdigit() and 1 <= int(wanted) <= len(columns):
-        return columns[int(wanted) - 1]
-    raise InputError(f"no {what} column {wanted!r}; the columns are: {', '.join(columns)}", source)
-
-
-def _detect_text_column(table: _Table) -> str:
-    lowered = {c.lower(): c for c in table.columns}
-    for name in TEXT_COLUMN_NAMES:
-        if name in lowered:
-            return lowered[name]
-    # Otherwise the column whose values look most like prose: most letters on average.
-    sample = table.rows[:_DETECT_SAMPLE]
-    best, best_score = None, 0.0
-    for column in table.columns:
-        values = [v.get(column) for _, v in sample]
-        strings = [v for v in values if isinstance(v, str)]
-        if len(strings) < max(1, len(values) // 2):
-            continue
-        letters = sum(sum(ch.isalpha() for ch in s) for s in strings) / max(1, len(strings))
-        spaces = sum(s.count(" ") for s in strings) / max(1, len(strings))
-        score = letters + 5 * spaces
-        if score > best_score:
-            best, best_score = column, score
-    if best is None or best_score < 3:
-        raise InputError(
-            f"cannot tell which column holds the text; pass --text-column (columns: {', '.join(table.columns)})",
-            table.source,
-        )
-    return best
-
-
-def _detect_id_column(table: _Table, taken: Iterable[str]) -> Optional[str]:
-    taken = set(taken)
-    for column in table.columns:
-        if column in taken:
-            continue
-        low = column.lower()
-        if low in ("id", "idx", "index", "guid", "uid") or low.endswith("_id") or low.endswith(" id"):
-            if low == "label_id" or low in LABEL_COLUMN_NAMES:
-                continue
-            return column
-    return None
-
-
-def _column_is_boolean(table: _Table, column: str) -> bool:
-    seen = False
-    for _, values in table.rows[:_DETECT_SAMPLE]:
-        value = values.get(column)
-        if _bool_value(value) is None:
-            return False
-        seen = True
-    return seen
-
-
-def _column_is_label_list(table: _Table, column: str) -> bool:
-    seen = False
-    for _, values in table.rows[:_DETECT_SAMPLE]:
-        value = values.get(column)
-        if _is_blank(value):
-            continue
-        if not _looks_like_label_list(value):
-            return False
-        seen = True
-    return seen
-
-
-def _looks_wide(table: _Table, rest: List[str], list_hinted: bool) -> bool:
-    """Wide when every leftover column is 0/1, or (several columns, no list hint) most of them are.
-
-    The second case sends a wide file with one bad value to the wide reader, whose error
-    names the bad cell, instead of misreading a 0/1 column as a list of ids.
-    """
-    boolean = sum(_column_is_boolean(table, c) for c in rest)
-    if len(rest) == 1:
-        return boolean == 1 and not list_hinted
-    if boolean == len(rest):
-        return True
-    return not list_hinted and boolean * 2 >= len(rest)
-
-
 # --------------------------------------------------------------------------- label parsing
 
 
@@ -340,6 +199,90 @@ def _check_text(value: Any, source: str, row: int, column: str) -> str:
     return value
 
 
+def _texts_and_ids(table: _Table, text_col: str, id_col: Optional[str]) -> Tuple[List[str], Optional[List[str]]]:
+    texts = [_check_text(values.get(text_col), table.source, number, text_col) for number, values in table.rows]
+    if id_col is None:
+        return texts, None
+    return texts, ["" if values.get(id_col) is None else str(values.get(id_col)) for _, values in table.rows]
+
+
+def _wide_labels(table: _Table, wide_cols: List[str], label_names: Optional[Sequence[str]],
+                 named_by_option: bool) -> Tuple[List[str], np.ndarray]:
+    """Label names and the 0/1 matrix of a wide-layout table (one column per label)."""
+    source = table.source
+    if label_names and not named_by_option and len(label_names) == len(wide_cols) and not table.has_header:
+        names = list(label_names)  # headerless wide file: names come from the names file
+    elif label_names:
+        # Labels decided elsewhere (train split): columns must match them by name.
+        missing = [n for n in label_names if n not in wide_cols]
+        if missing:
+            raise InputError(f"label columns missing: {', '.join(missing)} (columns: {', '.join(table.columns)})", source)
+        wide_cols = names = list(label_names)
+    else:
+        names = list(wide_cols)
+    labels = np.zeros((len(table.rows), len(wide_cols)), dtype=np.float32)
+    for i, (number, values) in enumerate(table.rows):
+        for j, column in enumerate(wide_cols):
+            v = column_rules.bool_value(values.get(column))
+            if v is None:
+                raise InputError(
+                    f"label column {column!r} holds {values.get(column)!r}; wide-layout labels must be 0/1 or true/false",
+                    source, number,
+                )
+            labels[i, j] = v
+    return names, labels
+
+
+def _infer_label_names(parsed: List[List[Any]], list_col: str, label_id_base: int, source: str) -> List[str]:
+    """Label names when none were given: ids name themselves (id == index + base), names are sorted."""
+    ints = [x for items in parsed for x in items if isinstance(x, int)]
+    strs = [x for items in parsed for x in items if isinstance(x, str)]
+    if ints and strs:
+        raise InputError(f"column {list_col!r} mixes label ids and names; pass --label-names to map ids to names", source)
+    if ints:
+        low = min(ints)
+        if low < label_id_base:
+            raise InputError(f"label id {low} is below the first id {label_id_base}", source)
+        # Keep id == index + base so that the other splits map the same way.
+        known = [str(i) for i in range(label_id_base, max(ints) + 1)]
+    else:
+        known = sorted(set(strs))
+    if not known:
+        raise InputError(f"column {list_col!r} holds no labels at all", source)
+    return known
+
+
+def _label_index(item: Any, known: List[str], index: Dict[str, int], label_id_base: int, source: str, row: int) -> int:
+    if isinstance(item, int):
+        j = item - label_id_base
+        if not 0 <= j < len(known):
+            raise InputError(
+                f"label id {item} is out of range: there are {len(known)} label names "
+                f"(ids {label_id_base}..{label_id_base + len(known) - 1})", source, row,
+            )
+        return j
+    if item not in index:
+        raise InputError(
+            f"label {item!r} is not one of the {len(known)} known labels ({', '.join(known[:10])}"
+            f"{', ...' if len(known) > 10 else ''})", source, row,
+        )
+    return index[item]
+
+
+def _list_labels(table: _Table, list_col: str, label_names: Optional[Sequence[str]],
+                 label_id_base: int) -> Tuple[List[str], np.ndarray]:
+    """Label names and the 0/1 matrix of a list-layout table (one column of names or ids)."""
+    source = table.source
+    parsed = [_split_label_value(values.get(list_col), source, number) for number, values in table.rows]
+    known = list(label_names) if label_names else _infer_label_names(parsed, list_col, label_id_base, source)
+    index = {name: j for j, name in enumerate(known)}
+    labels = np.zeros((len(parsed), len(known)), dtype=np.float32)
+    for i, ((number, _), items) in enumerate(zip(table.rows, parsed)):
+        for item in items:
+            labels[i, _label_index(item, known, index, label_id_base, source, number)] = 1.0
+    return known, labels
+
+
 def _labelled_from_table(
     table: _Table,
     *,
@@ -351,148 +294,28 @@ def _labelled_from_table(
     id_column: Optional[str],
     label_id_base: int,
 ) -> LabelledData:
+    """Decide the columns (``batch.columns``, the rule every command shares), then read texts and labels."""
     source = table.source
-    if layout not in LAYOUTS:
-        raise UsageError(f"layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     if not table.rows:
         raise InputError("no data rows (empty split)", source)
-    columns = table.columns
-
-    text_col = _find_column(columns, text_column, source, "text") if text_column else _detect_text_column(table)
-    if id_column:
-        id_col: Optional[str] = _find_column(columns, id_column, source, "id")
+    all_rows = [values for _, values in table.rows]
+    sample = all_rows[:DETECT_SAMPLE]
+    text_col = column_rules.text_column(table.columns, sample, explicit=text_column, source=source)
+    id_col = column_rules.id_column(table.columns, explicit=id_column, exclude=[text_col], source=source)
+    where = column_rules.label_columns(
+        table.columns, sample, taken=[text_col, id_col], layout=layout, wide=label_columns,
+        list_column=label_column, names_known=bool(label_names), source=source,
+    )
+    if id_col is None and where.list_column is not None and not id_column:
+        id_col = column_rules.unique_leftover_column(table.columns, [text_col, where.list_column], all_rows)
+    texts, ids = _texts_and_ids(table, text_col, id_col)
+    if where.wide is not None:
+        names, labels = _wide_labels(table, where.wide, label_names, named_by_option=bool(label_columns))
     else:
-        id_col = _detect_id_column(table, [text_col])
-
-    # ---- choose the layout and the label column(s)
-    wide_cols: Optional[List[str]] = None
-    list_col: Optional[str] = None
-    if label_columns:
-        wide_cols = [_find_column(columns, c, source, "label") for c in label_columns]
-        if layout == "list":
-            raise UsageError("--labels lists wide-layout label columns; it cannot be used with --layout list")
-    elif label_column:
-        list_col = _find_column(columns, label_column, source, "label")
-        if layout == "wide":
-            raise UsageError("--label-column names a list-layout column; it cannot be used with --layout wide")
-    else:
-        rest = [c for c in columns if c not in (text_col, id_col)]
-        if not rest:
-            raise InputError(f"no label columns besides the text column {text_col!r}", source)
-        named_list = [c for c in rest if c.lower() in LABEL_COLUMN_NAMES]
-        if layout == "wide":
-            wide_cols = rest
-        elif layout == "auto" and _looks_wide(table, rest, bool(label_names or named_list)):
-            wide_cols = rest
-        elif named_list:
-            list_col = named_list[0]
-        else:
-            candidates = [c for c in rest if _column_is_label_list(table, c)]
-            if len(candidates) == 1:
-                list_col = candidates[0]
-            elif len(rest) == 1:
-                list_col = rest[0]
-            else:
-                raise InputError(
-                    "cannot tell which column holds the labels; pass --label-column (list layout) or "
-                    f"--labels (wide layout) (columns: {', '.join(columns)})",
-                    source,
-                )
-
-    if id_col is None and list_col is not None and not id_column:
-        # A headerless file's leftover column with one distinct value per row is an id (GoEmotions).
-        others = [c for c in columns if c not in (text_col, list_col)]
-        if len(others) == 1:
-            values = [v.get(others[0]) for _, v in table.rows]
-            if all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values) and len(set(values)) == len(values):
-                id_col = others[0]
-
-    texts: List[str] = []
-    ids: Optional[List[str]] = [] if id_col else None
-
-    if wide_cols is not None:
-        if label_names and not label_columns and len(label_names) == len(wide_cols) and not table.has_header:
-            names = list(label_names)  # headerless wide file: names come from the names file
-        elif label_names:
-            # Labels decided elsewhere (train split): columns must match them by name.
-            by_name = {c: c for c in wide_cols}
-            missing = [n for n in label_names if n not in by_name]
-            if missing:
-                raise InputError(
-                    f"label columns missing: {', '.join(missing)} (columns: {', '.join(columns)})", source
-                )
-            wide_cols = list(label_names)
-            names = list(label_names)
-        else:
-            names = list(wide_cols)
-        labels = np.zeros((len(table.rows), len(wide_cols)), dtype=np.float32)
-        for i, (number, values) in enumerate(table.rows):
-            texts.append(_check_text(values.get(text_col), source, number, text_col))
-            if ids is not None:
-                ids.append("" if values.get(id_col) is None else str(values.get(id_col)))
-            for j, column in enumerate(wide_cols):
-                v = _bool_value(values.get(column))
-                if v is None:
-                    raise InputError(
-                        f"label column {column!r} holds {values.get(column)!r}; wide-layout labels must be 0/1 or true/false",
-                        source,
-                        number,
-                    )
-                labels[i, j] = v
-        return LabelledData(texts, labels, names, ids, source)
-
-    # ---- list layout
-    assert list_col is not None
-    parsed: List[List[Any]] = []
-    for number, values in table.rows:
-        texts.append(_check_text(values.get(text_col), source, number, text_col))
-        if ids is not None:
-            ids.append("" if values.get(id_col) is None else str(values.get(id_col)))
-        parsed.append(_split_label_value(values.get(list_col), source, number))
-
-    known = list(label_names) if label_names else (list(table.schema_label_names) if table.schema_label_names else None)
-    if known is None:
-        ints = [x for items in parsed for x in items if isinstance(x, int)]
-        strs = [x for items in parsed for x in items if isinstance(x, str)]
-        if ints and strs:
-            raise InputError(
-                f"column {list_col!r} mixes label ids and names; pass --label-names to map ids to names", source
-            )
-        if ints:
-            low = min(ints)
-            if low < label_id_base:
-                raise InputError(f"label id {low} is below the first id {label_id_base}", source)
-            # Ids without names: name each id by itself and keep id == index so that the
-            # other splits map the same way.
-            known = [str(i) for i in range(label_id_base, max(ints) + 1)]
-        else:
-            known = sorted(set(strs))
-        if not known:
-            raise InputError(f"column {list_col!r} holds no labels at all", source)
-    index = {name: j for j, name in enumerate(known)}
-    labels = np.zeros((len(parsed), len(known)), dtype=np.float32)
-    for i, ((number, _), items) in enumerate(zip(table.rows, parsed)):
-        for item in items:
-            if isinstance(item, int):
-                j = item - label_id_base
-                if not 0 <= j < len(known):
-                    raise InputError(
-                        f"label id {item} is out of range: there are {len(known)} label names "
-                        f"(ids {label_id_base}..{label_id_base + len(known) - 1})",
-                        source,
-                        number,
-                    )
-            else:
-                if item not in index:
-                    raise InputError(
-                        f"label {item!r} is not one of the {len(known)} known labels ({', '.join(known[:10])}"
-                        f"{', ...' if len(known) > 10 else ''})",
-                        source,
-                        number,
-                    )
-                j = index[item]
-            labels[i, j] = 1.0
-    return LabelledData(texts, labels, known, ids, source)
+        assert where.list_column is not None
+        known = label_names or table.schema_label_names
+        names, labels = _list_labels(table, where.list_column, known, label_id_base)
+    return LabelledData(texts, labels, names, ids, source)
 
 
 # --------------------------------------------------------------------------- public API
@@ -611,7 +434,7 @@ def read_dataset_splits(
         rows = [(i + 1, {c: data[c][i] for c in columns}) for i in range(ds.num_rows)]
         table = _Table(f"{label}[{split_name}]", columns, rows, True)
         if names is None:
-            guess_col = label_column or next((c for c in columns if c.lower() in LABEL_COLUMN_NAMES), None)
+            guess_col = label_column or next((c for c in columns if c.lower() in column_rules.LABEL_COLUMN_NAMES), None)
             table.schema_label_names = _schema_label_names(ds.features, guess_col)
         split = _labelled_from_table(
             table,
