@@ -86,7 +86,7 @@ ProgressCallback = Callable[[int, int, int, Optional[int]], None]
 
 def parse_thresholds(values: Sequence[str], label_names: Sequence[str], defaults: Sequence[float]) -> np.ndarray:
     """``--threshold 0.4`` (every label) and/or ``--threshold joy=0.3,anger=0.6`` (named labels)."""
-    thresholds = np.asarray(defaults, dtype=np.float32).copy()
+    thresholds = np.asarray(defaults, dtype=np.float64).copy()
     index = {name: i for i, name in enumerate(label_names)}
     overall: Optional[float] = None
     named: Dict[str, float] = {}

@@ -23,6 +23,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .decisions import decide, threshold_vector
 from .errors import MlbError, OutputLocked, UsageError
 
 OUTPUT_FORMATS = ("jsonl", "csv", "tsv")
@@ -107,7 +108,7 @@ class RecordFormatter:
         self.fmt = fmt
         self.id_names = list(id_names)
         self.label_names = list(label_names)
-        self.thresholds = np.asarray(thresholds, dtype=np.float32).reshape(1, -1)
+        self.thresholds = threshold_vector(thresholds, len(self.label_names))
         self.scores = scores
         self.top_k = top_k
         self.decimals = decimals
@@ -139,7 +140,7 @@ class RecordFormatter:
         if n == 0:
             return [], []
         order = np.argsort(-probabilities, axis=1, kind="stable")
-        above = probabilities >= self.thresholds
+        above = decide(probabilities, self.thresholds)
         sorted_above = np.take_along_axis(above, order, axis=1)
         names_sorted = self._labels_array[order]
         if self.top_k is not None:

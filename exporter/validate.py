@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..batch.decisions import decide
 from ..batch.errors import InputError, MlbError
 
 # Varied on purpose: emotions, negation, emoji (with modifiers and ZWJ), mentions, URLs,
@@ -181,12 +182,6 @@ def _ok(good: bool) -> str:
     return "ok" if good else "FAIL"
 
 
-def decisions(probabilities: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    """0/1 decisions: a label is on when its probability is >= its threshold (as mlb-batch does)."""
-    t = np.asarray(thresholds, dtype=np.float64)[None, :]
-    return (np.asarray(probabilities, dtype=np.float64) >= t).astype(np.int8)
-
-
 def _metrics(y_true: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float]) -> Dict[str, float]:
     from ..trainer.metrics import multilabel_metrics
 
@@ -222,8 +217,8 @@ def compare(
         raise MlbError("verification: the exported file produced NaN or infinite probabilities")
     n, n_labels = reference.shape
     diff = np.abs(reference - candidate)
-    ref_dec = decisions(reference, thresholds)
-    cand_dec = decisions(candidate, thresholds)
+    ref_dec = decide(reference, thresholds)
+    cand_dec = decide(candidate, thresholds)
     changed = ref_dec != cand_dec
     near = np.abs(reference - np.asarray(thresholds, dtype=np.float64)[None, :]) <= limits.atol
     report = ValidationReport(

@@ -5,7 +5,8 @@ import pytest
 
 from mlbert.batch.errors import UsageError
 from mlbert.trainer.metrics import multilabel_metrics
-from mlbert.trainer.thresholds import FALLBACK_THRESHOLD, GRID, OBJECTIVES, tune_all, tune_thresholds
+from mlbert.batch.decisions import THRESHOLD_GRID as GRID
+from mlbert.trainer.thresholds import FALLBACK_THRESHOLD, OBJECTIVES, tune_all, tune_thresholds
 
 
 def test_label_f1_picks_one_threshold_per_label():

@@ -16,6 +16,7 @@ from ..batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocess
 
 from . import __version__
 from .options import labelled_data_options
+from .thresholds import OBJECTIVES
 
 
 def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
@@ -52,7 +53,7 @@ def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
 @click.option("--metric-for-best", type=click.Choice(
     ["samples_jaccard", "micro_f1", "macro_f1", "exact_match", "macro_roc_auc", "micro_roc_auc", "loss"]),
     default="samples_jaccard", show_default=True, help="Validation metric that picks the best checkpoint (Jaccard/F1 at thresholds tuned for them).")
-@click.option("--threshold-objective", type=click.Choice(["jaccard", "micro-f1", "macro-f1", "label-f1"]),
+@click.option("--threshold-objective", type=click.Choice(list(OBJECTIVES)),
               default="jaccard", show_default=True,
               help="What the saved thresholds maximise on validation. label-f1: one threshold per label (best macro-F1).")
 @click.option("--pos-weight", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True,

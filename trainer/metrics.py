@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-Thresholds = Union[float, Sequence[float], np.ndarray]
+from ..batch.decisions import Thresholds, decide, threshold_vector
+
 
 
 def _as_arrays(y_true: Any, probabilities: Any) -> "tuple[np.ndarray, np.ndarray]":
@@ -35,10 +36,8 @@ def _as_arrays(y_true: Any, probabilities: Any) -> "tuple[np.ndarray, np.ndarray
 
 
 def predict(probabilities: Any, thresholds: Thresholds) -> np.ndarray:
-    """0/1 predictions: a label is on when its probability is >= its threshold."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (p.shape[1],))
-    return (p >= t[None, :]).astype(np.int8)
+    """0/1 predictions by the runtime's decision rule (``batch.decisions.decide``)."""
+    return decide(probabilities, thresholds).astype(np.int8)
 
 
 def samples_jaccard(y: np.ndarray, pred: np.ndarray) -> float:
@@ -121,7 +120,7 @@ def multilabel_metrics(
     names = list(label_names) if label_names is not None else [str(j) for j in range(n_labels)]
     if len(names) != n_labels:
         raise ValueError(f"{len(names)} label names for {n_labels} label columns")
-    t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (n_labels,)).copy()
+    t = threshold_vector(thresholds, n_labels)
     pred = predict(p, t)
     f1 = f1_scores(y, pred)
     auc = roc_auc_scores(y, p)
