@@ -26,10 +26,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import __version__
 from .errors import ExitCode, MlbError, OutputLocked, UsageError, raise_errors
 from .formats import detect_format
-from .pipeline import BatchJob, BatchOptions, ProgressCallback, Summary, _file_fingerprint
+from .fingerprint import job_fingerprint
+from .pipeline import BatchJob, BatchOptions, ProgressCallback, Summary
 from .writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX, output_format
 
 DONE_SUFFIX = ".done"
@@ -171,25 +171,8 @@ def plan(inputs: Sequence[str], output: str, explicit_format: Optional[str] = No
 
 
 def done_key(options: BatchOptions) -> Dict[str, Any]:
-    """What decides a file's records: input, model and the options that change them."""
-    model = None
-    if options.model and os.path.isfile(options.model):
-        model = _file_fingerprint(options.model)
-    return {
-        "mlb": __version__,
-        "input": _file_fingerprint(options.input),
-        "model": model,
-        "settings": {
-            "format": options.format,
-            "header": options.header,
-            "text_column": options.text_column,
-            "id_columns": list(options.id_columns),
-            "output_format": output_format(options.output, options.output_format),
-            "thresholds": list(options.thresholds),
-            "top_k": options.top_k,
-            "scores": options.scores,
-        },
-    }
+    """What decides a file's records (``fingerprint.job_fingerprint``): input, model and options."""
+    return job_fingerprint(options, output_format(options.output, options.output_format))
 
 
 def is_done(output: str, key: Dict[str, Any]) -> bool:

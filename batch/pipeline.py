@@ -11,7 +11,6 @@ which is what makes ``--resume`` byte-identical.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from . import __version__, columns
+from . import columns
+from .fingerprint import job_fingerprint
 from .errors import InputError, UsageError
 from .readers import Row, Table, open_table
 from .runtime import Predictor, default_token_budget, load_model
@@ -142,22 +142,6 @@ def pick_id_columns(table: Table, explicit: Sequence[str], text_column: str) -> 
     return [found] if found is not None else [ROW_ID]
 
 
-def _file_fingerprint(path: str) -> Dict[str, Any]:
-    stat = os.stat(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read(1 << 20))
-        if stat.st_size > 2 << 20:
-            f.seek(-(1 << 20), os.SEEK_END)
-            digest.update(f.read(1 << 20))
-    return {
-        "path": os.path.abspath(path),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "sha256_ends": digest.hexdigest(),
-    }
-
-
 def _chunks(rows: Iterator[Row], size: int) -> Iterator[List[Row]]:
     while True:
         chunk = list(islice(rows, size))
@@ -261,28 +245,15 @@ class BatchJob:
         self.thresholds = prepared.thresholds
         self.summary.provider = prepared.summary.provider
 
-    def _fingerprint(self, text_column: str, id_columns: List[str], fmt: str) -> Dict[str, Any]:
-        o = self.options
+    def _fingerprint(self, fmt: str) -> Dict[str, Any]:
+        """The settings fingerprint plus how rows are grouped and run: what makes --resume byte-identical."""
         assert self.predictor is not None
-        return {
-            "mlb": __version__,
-            "input": _file_fingerprint(o.input) if o.input != "-" else "stdin",
-            "model": _file_fingerprint(o.model) if o.model else None,
-            "settings": {
-                "format": o.format,
-                "header": o.header,
-                "text_column": text_column,
-                "id_columns": id_columns,
-                "output_format": fmt,
-                "thresholds": [float(t) for t in self.thresholds],
-                "top_k": o.top_k,
-                "scores": o.scores,
-                "chunk_size": o.chunk_size,
-                "token_budget": self.predictor.token_budget,
-                "provider": self.predictor.provider,
-                "threads": self.predictor.model.threads,
-            },
-        }
+        return job_fingerprint(self.options, fmt, execution={
+            "chunk_size": self.options.chunk_size,
+            "token_budget": self.predictor.token_budget,
+            "provider": self.predictor.provider,
+            "threads": self.predictor.model.threads,
+        })
 
     def run(
         self,
@@ -301,7 +272,7 @@ class BatchJob:
             formatter = RecordFormatter(
                 fmt, id_columns, header.label_names, self.thresholds, scores=o.scores, top_k=o.top_k
             )
-            fingerprint = self._fingerprint(text_column, id_columns, fmt) if o.output != "-" else {}
+            fingerprint = self._fingerprint(fmt) if o.output != "-" else {}
             output = OutputFile(o.output, fingerprint)
             output.check_writable()
             lock = OutputLock(o.output) if o.output != "-" else None

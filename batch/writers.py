@@ -274,6 +274,22 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def changed_keys(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    """The parts that differ between two fingerprints, naming the field inside a nested part
+    ("execution (chunk_size)"), so the user learns which option made a run start over."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            fields = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            changed.append(f"{key} ({', '.join(fields)})")
+        else:
+            changed.append(key)
+    return changed
+
+
 class OutputFile:
     """Where records go: stdout, or ``OUTPUT.partial`` published to ``OUTPUT`` on success.
 
@@ -317,10 +333,7 @@ class OutputFile:
             self.resume_note = f"{self.progress_path} is unreadable; starting over"
             return None
         if data.get("version") != PROGRESS_VERSION or data.get("fingerprint") != self.fingerprint:
-            changed = sorted(
-                k for k in set(self.fingerprint) | set(data.get("fingerprint") or {})
-                if (data.get("fingerprint") or {}).get(k) != self.fingerprint.get(k)
-            )
+            changed = changed_keys(data.get("fingerprint") or {}, self.fingerprint)
             self.resume_note = (
                 f"the earlier run used a different {', '.join(changed) or 'progress format'}; starting over"
             )

@@ -398,7 +398,7 @@ def test_resume_with_changed_settings_starts_over(tmp_path, varied_onnx):
     result = run([str(source), "-o", str(out), "--chunk-size", "20", "--threads", "1", "--device", "cpu", "--resume"],
                  varied_onnx)
     assert result.exit_code == 0
-    assert "different settings; starting over" in result.stderr
+    assert "the earlier run used a different execution (chunk_size); starting over" in result.stderr
     assert len(out.read_text().splitlines()) == 60
 
 
