@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .cli_common import MlbCommand
 from .errors import ExitCode, UsageError
-from .formats import FORMATS
+from .formats import format_names
 
 
 class _Progress:
@@ -79,8 +79,9 @@ On Ray Data (pip install 'mlbert[ray]'): an actor pool, same output bytes:
 Cron (MLB_MODEL set once; --resume continues a killed run):
     0 3 * * * MLB_MODEL=/srv/model.onnx mlb-batch /data/today.csv -o /data/labels.jsonl --resume --quiet
 
-INPUT is CSV, TSV, JSON lines or plain text (one text per line), optionally .gz; "-" is
-stdin (plain text unless --format says otherwise). The output is JSON lines unless its
+INPUT is CSV, TSV, JSON lines or plain text (one text per line), optionally .gz, or
+Parquet (pip install 'mlbert[parquet]'); "-" is stdin (plain text unless --format says
+otherwise). The output is JSON lines unless its
 name ends in .csv or .tsv. Rows that cannot be classified (empty text, malformed line)
 get a record with "error" and "row". With an output folder (-o DIR/) each input
 NAME.csv becomes DIR/NAME.jsonl (or .csv/.tsv with --output-format) and DIR/NAME.jsonl.done
@@ -101,7 +102,7 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
                    "Written atomically.")
 @click.option("-m", "--model", envvar="MLB_MODEL", metavar="FILE.onnx",
               help="Model written by mlb-export. [env: MLB_MODEL]")
-@click.option("--format", "format_", type=click.Choice([f for f in FORMATS if f != "parquet"] + ["ndjson"]),
+@click.option("--format", "format_", type=click.Choice(format_names(aliases=True)),
               help="Input format when the name does not say (default for stdin: text).")
 @click.option("--header/--no-header", default=None, help="Whether CSV/TSV input has a header row (default: detect).")
 @click.option("--text-column", metavar="NAME|N",
@@ -110,7 +111,7 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 @click.option("--id-column", "id_columns", multiple=True, metavar="NAME|N",
               help="Column copied to each record; repeatable; N is a 1-based position in a file without a header "
                    "(default: id/ID if present, else the row number).")
-@click.option("--output-format", type=click.Choice(["jsonl", "csv", "tsv"]),
+@click.option("--output-format", type=click.Choice(format_names(writable=True)),
               help="Output format (default: from the output name; JSON lines for stdout).")
 @click.option("-t", "--threshold", "thresholds", multiple=True, metavar="P|LABEL=P",
               help="Override the model's thresholds: one number for every label and/or LABEL=P; repeatable.")

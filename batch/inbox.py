@@ -27,18 +27,15 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .errors import ExitCode, MlbError, OutputLocked, UsageError, raise_errors
-from .formats import detect_format
+from .formats import FORMATS, main_extensions, output_format, readable_by_name
 from .fingerprint import job_fingerprint
 from .pipeline import BatchJob, BatchOptions, ProgressCallback, Summary
-from .writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX, output_format
+from .writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX
 
 DONE_SUFFIX = ".done"
 DONE_VERSION = 1
 # Files an output folder holds besides outputs; never taken as inputs.
 SIDECAR_SUFFIXES = (PARTIAL_SUFFIX, PROGRESS_SUFFIX, LOCK_SUFFIX, DONE_SUFFIX, ".tmp")
-# Formats mlb-batch reads (parquet is for mlb-train only).
-READABLE_FORMATS = ("csv", "tsv", "jsonl", "text")
-OUTPUT_EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "tsv": ".tsv"}
 
 
 @dataclass
@@ -59,13 +56,6 @@ class Plan:
 
 def _is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
-
-
-def _readable_by_name(name: str) -> bool:
-    try:
-        return detect_format(name).format in READABLE_FORMATS
-    except UsageError:
-        return False
 
 
 def _candidate(path: str) -> bool:
@@ -91,15 +81,15 @@ def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> L
         elif os.path.isdir(item):
             entries = sorted(os.path.join(item, n) for n in os.listdir(item))
             entries = [p for p in entries if _candidate(p)]
-            found = [p for p in entries if _readable_by_name(p)]
-            ignored = [os.path.basename(p) for p in entries if not _readable_by_name(p)]
+            found = [p for p in entries if readable_by_name(p)]
+            ignored = [os.path.basename(p) for p in entries if not readable_by_name(p)]
             if ignored and notes is not None:
                 notes.append(
-                    f"{item}: ignored {len(ignored)} file(s) whose names are not .csv/.tsv/.jsonl/.txt(.gz): "
+                    f"{item}: ignored {len(ignored)} file(s) whose names are not {'/'.join(main_extensions())}(.gz): "
                     + ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else "")
                 )
             if not found:
-                raise UsageError(f"{item}: the folder holds no .csv, .tsv, .jsonl or .txt files (optionally .gz)")
+                raise UsageError(f"{item}: the folder holds no {', '.join(main_extensions())} files (optionally .gz)")
             files.extend(found)
         elif _is_glob(item) and not os.path.exists(item):
             found = sorted(p for p in glob.glob(item) if _candidate(p))
@@ -124,9 +114,9 @@ def output_name(input_path: str, fmt: str) -> str:
     if name.lower().endswith(".gz"):
         name = name[:-3]
     stem, ext = os.path.splitext(name)
-    if ext and _readable_by_name(name):
+    if ext and readable_by_name(name):
         name = stem
-    return name + OUTPUT_EXTENSIONS[fmt]
+    return name + FORMATS[fmt].extensions[0]
 
 
 def _is_dir_target(output: str) -> bool:

@@ -24,7 +24,8 @@ from .fingerprint import job_fingerprint
 from .errors import InputError, UsageError
 from .readers import Row, Table, open_table
 from .runtime import Predictor, default_token_budget, load_model
-from .writers import ChunkResult, OutputFile, OutputLock, RecordFormatter, output_format
+from .formats import output_format
+from .writers import ChunkResult, OutputFile, OutputLock, RecordFormatter
 
 # The id of a row when the file has no id column: its 1-based data row number.
 ROW_ID = "row"

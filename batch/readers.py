@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional
 
 from .errors import InputError
-from .formats import FileFormat, detect_format
+from .formats import FileFormat, detect_format, reader_class
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
@@ -76,7 +76,11 @@ def _looks_like_header(cells: List[str]) -> bool:
 
 
 class Table:
-    """An open input. Use as a context manager; ``rows()`` streams once."""
+    """An open CSV, TSV, JSON lines or plain text input. Use as a context manager; ``rows()`` streams once.
+
+    Every reader (``formats.Format.reader``) offers this interface: ``path``, ``format``,
+    ``columns``, ``has_header``, ``bytes_read``, ``size``, ``sample(n)``, ``rows()``, ``close()``.
+    """
 
     def __init__(self, path: str, file_format: FileFormat, header: Optional[bool] = None):
         self.path = path
@@ -127,8 +131,6 @@ class Table:
             self.columns = ["text"]
         elif self.format.format == "jsonl":
             self._prepare_jsonl(sample)
-        elif self.format.format == "parquet":
-            raise InputError("Parquet input is read by mlb-train only; convert it to CSV or JSONL", path)
 
     # -- detection -------------------------------------------------------------------------
 
@@ -335,6 +337,9 @@ def open_table(
     header: Optional[bool] = None,
     default_format: Optional[str] = None,
 ) -> Table:
-    """Open ``path`` (``-`` for stdin) for streaming; format from ``format`` or the name."""
+    """Open ``path`` (``-`` for stdin) for streaming with the reader its format registers.
+
+    The format comes from ``format`` (``--format``) or the name (``formats.detect_format``).
+    """
     file_format = detect_format(path, explicit=format, default=default_format)
-    return Table(str(path), file_format, header=header)
+    return reader_class(file_format)(str(path), file_format, header=header)

@@ -25,8 +25,8 @@ import numpy as np
 
 from .decisions import decide, threshold_vector
 from .errors import MlbError, OutputLocked, UsageError
+from .formats import normalise_format_name
 
-OUTPUT_FORMATS = ("jsonl", "csv", "tsv")
 PARTIAL_SUFFIX = ".partial"
 PROGRESS_SUFFIX = ".progress"
 LOCK_SUFFIX = ".lock"
@@ -35,24 +35,6 @@ SCORE_DECIMALS = 4
 LABEL_SEPARATOR = ";"
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def output_format(path: str, explicit: Optional[str] = None) -> str:
-    """``jsonl`` unless ``explicit`` or the output name says ``.csv`` / ``.tsv``."""
-    if explicit:
-        fmt = explicit.lower().strip()
-        fmt = {"ndjson": "jsonl", "json": "jsonl", "tab": "tsv"}.get(fmt, fmt)
-        if fmt not in OUTPUT_FORMATS:
-            raise UsageError(f"--output-format {explicit!r}: use one of {', '.join(OUTPUT_FORMATS)}")
-        return fmt
-    name = path.lower()
-    if name.endswith(".gz"):
-        raise UsageError(f"{path}: compressed output is not supported; pipe `-o -` into gzip instead")
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".tsv", ".tab")):
-        return "tsv"
-    return "jsonl"
 
 
 def escape_formula(cell: str) -> str:
@@ -101,8 +83,7 @@ class RecordFormatter:
         top_k: Optional[int] = None,
         decimals: int = SCORE_DECIMALS,
     ):
-        if fmt not in OUTPUT_FORMATS:
-            raise UsageError(f"unknown output format {fmt!r}")
+        fmt = normalise_format_name(fmt, writable=True)
         if top_k is not None and top_k < 1:
             raise UsageError(f"--top-k must be at least 1, not {top_k}")
         self.fmt = fmt

@@ -79,6 +79,23 @@ def _write(path: Path, fmt: str, texts, gz=False):
     return path
 
 
+def test_parquet_input_gives_the_records_of_the_same_rows_as_csv(tmp_path, varied_onnx):
+    """Row group by row group, with ids and the text column detected as in any other format."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    texts = TEXTS * 7
+    table = pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": texts})
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=10)
+    parquet = run([str(tmp_path / "in.parquet"), "--chunk-size", "16"], varied_onnx)
+    as_csv = run([str(_write(tmp_path / "in.csv", "csv", texts)), "--chunk-size", "16"], varied_onnx)
+    assert parquet.exit_code == 0, parquet.output
+    assert parquet.stdout == as_csv.stdout and len(records(parquet.stdout)) == len(texts)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    result = run([str(tmp_path / "bad.parquet")], varied_onnx)
+    assert result.exit_code == 1 and "bad.parquet: cannot read Parquet" in result.stderr
+
+
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "ndjson", "txt"])
 @pytest.mark.parametrize("gz", [False, True])
 def test_every_format_and_gzip(tmp_path, varied_onnx, expected, fmt, gz):

@@ -7,16 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from mlbert.batch.errors import UsageError
+from mlbert.batch.errors import OutputLocked, UsageError
 from mlbert.batch.writers import (
     ChunkResult,
     OutputFile,
     OutputLock,
-    OutputLocked,
     RecordFormatter,
     escape_formula,
-    output_format,
 )
+from mlbert.batch.formats import output_format
 
 LABELS = ["anger", "joy", "sadness"]
 THRESHOLDS = np.array([0.5, 0.3, 0.9], dtype=np.float32)

@@ -93,27 +93,12 @@ def read_label_names_file(path: str) -> List[str]:
     return lines
 
 
-def _read_parquet(path: str) -> _Table:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - pyarrow comes with the train extra
-        raise UsageError("reading Parquet needs pyarrow: pip install 'mlbert[train]'") from None
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except Exception as exc:  # pyarrow raises several types for damaged files
-        raise InputError(f"cannot read Parquet ({first_line(exc)})", path) from None
-    columns = list(table.column_names)
-    data = table.to_pydict()
-    n = table.num_rows
-    rows = [(i + 1, {c: data[c][i] for c in columns}) for i in range(n)]
-    return _Table(path, columns, rows, True)
-
-
-def _read_with_readers(path: str, format: Optional[str], header: Optional[bool]) -> _Table:
+def _read_file(path: str, format: Optional[str], header: Optional[bool]) -> _Table:
+    """Every row of a file through the runtime's readers (the format registry decides the reader)."""
     from ..batch.readers import open_table
 
+    if path != "-" and os.path.isdir(path):
+        raise InputError("is a folder, not a file (for a saved dataset use --dataset)", path)
     rows: List[Tuple[int, Dict[str, Any]]] = []
     with open_table(path, format=format, header=header) as table:
         columns = list(table.columns)
@@ -126,21 +111,6 @@ def _read_with_readers(path: str, format: Optional[str], header: Optional[bool])
                 if key not in columns:
                     columns.append(key)
     return _Table(path, columns, rows, has_header)
-
-
-def _read_file(path: str, format: Optional[str], header: Optional[bool]) -> _Table:
-    from ..batch.formats import detect_format
-
-    if path != "-" and not os.path.exists(path):
-        raise InputError("no such file", path)
-    if path != "-" and os.path.isdir(path):
-        raise InputError("is a folder, not a file (for a saved dataset use --dataset)", path)
-    fmt = detect_format(path, format)
-    if fmt.format == "parquet":
-        if fmt.gzip:
-            raise InputError("gzip-compressed Parquet is not supported (Parquet compresses itself)", path)
-        return _read_parquet(path)
-    return _read_with_readers(path, format, header)
 
 
 # --------------------------------------------------------------------------- label parsing

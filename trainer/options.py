@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import click
 
 from ..batch.cli_common import split_names
+from ..batch.formats import format_names
 
 
 def labelled_data_options(subject: str = "files", exclude: Sequence[str] = ()) -> Callable:
@@ -21,7 +22,7 @@ def labelled_data_options(subject: str = "files", exclude: Sequence[str] = ()) -
     """
     # (destination name, option): the name is what ``exclude`` matches and what the command receives.
     options = [
-        ("format_", click.option("--format", "format_", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+        ("format_", click.option("--format", "format_", type=click.Choice(format_names(tabular=True)),
                                  help=f"Format of {subject} when the extension does not say (needed for - on stdin).")),
         ("header", click.option("--header/--no-header", default=None,
                                 help=f"Whether {subject} start with a header row (default: detect)." if subject.endswith("s")
