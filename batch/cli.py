@@ -18,6 +18,7 @@ from . import __version__
 from .cli_common import MlbCommand
 from .errors import ExitCode, UsageError
 from .formats import format_names
+from .providers import DEVICES
 
 
 class _Progress:
@@ -118,7 +119,7 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 @click.option("-k", "--top-k", type=click.IntRange(min=1), metavar="K",
               help="Keep at most K labels (the highest-scoring above threshold) and only the K best scores.")
 @click.option("--scores/--no-scores", default=True, show_default=True, help="Include per-label probabilities.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="cuda fails at once if the CUDA provider cannot start; auto uses it when it works.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="CPU threads (default: the CPUs this process may use, affinity and cgroup quota).")

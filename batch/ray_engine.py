@@ -32,7 +32,8 @@ import numpy as np
 
 from .errors import MlbError, UsageError, first_line, raise_errors
 from .pipeline import BatchJob, BatchOptions, _chunks, parse_thresholds, split_chunk
-from .runtime import Predictor, available_cpus, default_token_budget, load_model
+from .cpus import available_cpus
+from .runtime import Predictor, default_token_budget, load_model
 from .writers import ChunkResult
 
 INSTALL_HINT = "pip install 'mlbert[ray]' (or pip install 'ray[data]>=2.40,<3')"

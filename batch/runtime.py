@@ -1,98 +1,44 @@
-"""onnxruntime sessions: providers, threads, the model header, and ``Predictor``.
+"""onnxruntime sessions: the provider table, threads, the model header, and ``Predictor``.
 
 This is the only module that imports onnxruntime. Why it is careful:
 
-* onnxruntime-gpu silently falls back to the CPU when the CUDA provider cannot be
+* onnxruntime-gpu silently falls back to the CPU when an accelerator's provider cannot be
   created (missing libcublasLt, wrong cuDNN); ``--device cuda`` checks
   ``session.get_providers()`` after creation and fails with the reason instead.
-* pip-installed NVIDIA wheels (``nvidia-cublas-cu12`` ...) are not on the loader path;
+* pip-installed NVIDIA wheels (``nvidia-cublas-cu13`` ...) are not on the loader path;
   ``onnxruntime.preload_dlls()`` loads them when they are present.
-* ``os.cpu_count()`` ignores CPU affinity and container quotas, so a cron job in a
-  2-CPU container would start 64 threads; threads follow ``sched_getaffinity`` and the
-  cgroup ``cpu.max`` quota instead.
+* threads follow the CPUs this process may really use (``cpus.available_cpus``).
+
+Execution providers are rows of ``providers.PROVIDERS``: ``--device`` takes its choices
+from it, ``auto`` tries the accelerators in table order and falls back to the CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import math
 import os
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .bucketing import (
-    DEFAULT_MAX_BATCH_ROWS,
-    DEFAULT_MULTIPLE,
-    DEFAULT_TOKEN_BUDGET_CPU,
-    DEFAULT_TOKEN_BUDGET_CUDA,
-    bucket_lengths,
-    make_batches,
-)
+from .bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, bucket_lengths, make_batches
+from .cpus import available_cpus
 from .encoder import EncodedChunk, Encoder
 from .errors import MlbError, ModelFileError, UsageError, first_line
 from .modelfile import ModelHeader
+from .providers import CPU, DEVICES, PROVIDERS, Provider, provider_for
 
-DEVICES = ("auto", "cpu", "cuda")
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: affinity mask, capped by a cgroup CPU quota."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        count = os.cpu_count() or 1
-    quota = cgroup_cpu_quota()
-    if quota is not None:
-        count = min(count, max(1, math.ceil(quota)))
-    return max(1, count)
-
-
-def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> Optional[float]:
-    """CPUs allowed by the cgroup quota (v2 ``cpu.max`` or v1 CFS files), None if unlimited."""
-    try:
-        with open(os.path.join(root, "cpu.max"), "r", encoding="ascii") as f:
-            quota, _, period = f.read().strip().partition(" ")
-        if quota != "max":
-            return int(quota) / int(period or 100000)
-        return None
-    except (OSError, ValueError):
-        pass
-    try:
-        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us"), "r", encoding="ascii") as f:
-            quota_us = int(f.read().strip())
-        with open(os.path.join(root, "cpu", "cpu.cfs_period_us"), "r", encoding="ascii") as f:
-            period_us = int(f.read().strip())
-        if quota_us > 0 and period_us > 0:
-            return quota_us / period_us
-    except (OSError, ValueError):
-        pass
-    return None
+# A model: the path of an .onnx file, or its bytes (a Ray actor gets them through the object store).
+ModelSource = Union[str, os.PathLike, bytes]
 
 
 def _ort():
     import onnxruntime
 
     return onnxruntime
-
-
-def preload_cuda_libraries() -> bool:
-    """Load CUDA/cuDNN from pip ``nvidia-*`` wheels when they are installed. Never raises."""
-    ort = _ort()
-    if not hasattr(ort, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
-        return False
-    try:
-        with _captured_stderr():
-            ort.preload_dlls(directory="")
-        return True
-    except Exception:  # a partial install: the session creation reports what is missing
-        return False
 
 
 @contextlib.contextmanager
@@ -124,13 +70,15 @@ def _captured_stderr() -> Iterator[List[str]]:
             lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
 
 
-def _cuda_failure_reason(log_lines: List[str]) -> str:
-    """The most useful line of onnxruntime's log about a failed CUDA provider."""
-    for needle in ("cannot open shared object file", "LoadLibrary failed", "CUDA failure", "cudaError", "Failed to create CUDAExecutionProvider"):
+def _failure_reason(log_lines: List[str], provider: Provider) -> str:
+    """The most useful line of onnxruntime's log about a provider that did not start."""
+    needles = ("cannot open shared object file", "LoadLibrary failed", "CUDA failure", "cudaError",
+               f"Failed to create {provider.name}")
+    for needle in needles:
         for line in log_lines:
             if needle in line:
                 start = line.find("error:")
-                text = line[start + 6:].strip() if start >= 0 and needle == "cannot open shared object file" else line.strip()
+                text = line[start + 6:].strip() if start >= 0 and needle == needles[0] else line.strip()
                 return text[-300:]
     return ""
 
@@ -142,6 +90,7 @@ class LoadedModel:
     provider: str
     threads: int
     input_dtypes: Dict[str, type]
+    where: str = "model file"  # the path, for messages
 
 
 def _session_options(threads: int):
@@ -155,89 +104,123 @@ def _session_options(threads: int):
     return options
 
 
-def _create_session(path: str, providers: List, threads: int):
+def _create_session(source: ModelSource, where: str, providers: Sequence[str], threads: int):
     ort = _ort()
+    model = source if isinstance(source, bytes) else os.fspath(source)
     try:
-        return ort.InferenceSession(path, sess_options=_session_options(threads), providers=providers)
+        return ort.InferenceSession(model, sess_options=_session_options(threads), providers=list(providers))
     except Exception as exc:  # InvalidProtobuf, InvalidGraph, Fail, NoSuchFile ...
         message = first_line(exc)
         lowered = message.lower()
         if "protobuf" in lowered or "parsing" in lowered or "load model" in lowered:
             raise ModelFileError(
-                f"{path}: not a readable ONNX model (damaged, truncated, or another kind of file)"
+                f"{where}: not a readable ONNX model (damaged, truncated, or another kind of file)"
             ) from None
-        raise ModelFileError(f"{path}: onnxruntime cannot load the model ({message})") from None
+        raise ModelFileError(f"{where}: onnxruntime cannot load the model ({message})") from None
 
 
-def load_model(path: Optional[str], device: str = "auto", threads: Optional[int] = None) -> LoadedModel:
-    """Open ``path`` on ``device`` and read its mlb header; raise clear errors, never fall back silently."""
-    if not path:
+def _check_source(source: Optional[ModelSource]) -> str:
+    """Refuse a missing or unreadable model before onnxruntime sees it; returns its name for messages."""
+    if source is None or (not isinstance(source, bytes) and not os.fspath(source)):
         raise UsageError(
             "no model given: pass --model FILE.onnx or set MLB_MODEL. To make one, train with "
             "`mlb-train --train DATA -o run/` and export it with `mlb-export run/ model.onnx`"
         )
-    if device not in DEVICES:
-        raise UsageError(f"--device {device!r}: use one of {', '.join(DEVICES)}")
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1, not {threads}")
+    if isinstance(source, bytes):
+        if not source:
+            raise ModelFileError("model bytes: empty")
+        return "model bytes"
+    path = os.fspath(source)
     if not os.path.exists(path):
         raise ModelFileError(f"{path}: model file not found")
     if os.path.isdir(path):
         raise ModelFileError(f"{path}: is a folder; pass the .onnx file written by mlb-export")
     if not os.access(path, os.R_OK):
         raise ModelFileError(f"{path}: model file is not readable")
-    threads = threads or available_cpus()
+    return path
+
+
+def _start_on(provider: Provider, source: ModelSource, where: str, threads: int, required: bool) -> Optional[Any]:
+    """A session that asked for ``provider`` (onnxruntime falls back to the CPU when it cannot start it).
+
+    None when this onnxruntime does not have the provider at all. ``required`` (``--device``
+    named it) turns "did not start" into an error with the reason.
+    """
     ort = _ort()
-
-    session = None
-    if device in ("cuda", "auto"):
-        has_cuda = CUDA in ort.get_available_providers()
-        if not has_cuda and device == "cuda":
+    if provider.name not in ort.get_available_providers():
+        if required:
             raise MlbError(
-                f"--device cuda: this onnxruntime ({ort.__version__}) has no CUDA provider; "
-                "install onnxruntime-gpu, or use --device cpu"
+                f"--device {provider.device}: this onnxruntime ({ort.__version__}) has no {provider.name}; "
+                f"install onnxruntime-gpu, or use --device cpu"
             )
-        if has_cuda:
-            preload_cuda_libraries()
-            with _captured_stderr() as log:
-                session = _create_session(path, [CUDA, CPU], threads)
-            if session.get_providers()[0] != CUDA:
-                # auto keeps the session onnxruntime fell back to: it is a CPU session.
-                if device == "cuda":
-                    reason = _cuda_failure_reason(log) or "see onnxruntime's CUDA requirements"
-                    raise MlbError(
-                        f"--device cuda: the CUDA provider could not be created ({reason}); "
-                        f"onnxruntime {ort.__version__} needs matching CUDA and cuDNN libraries "
-                        "(pip install the nvidia-* wheels it lists), or use --device cpu"
-                    )
-    if session is None:
-        session = _create_session(path, [CPU], threads)
-    provider = session.get_providers()[0]
+        return None
+    with _captured_stderr() as log:
+        if provider.preload is not None:
+            provider.preload()
+        session = _create_session(source, where, [provider.name, CPU], threads)
+    if required and session.get_providers()[0] != provider.name:
+        reason = _failure_reason(log, provider) or f"see onnxruntime's {provider.device} requirements"
+        raise MlbError(
+            f"--device {provider.device}: the {provider.device.upper()} provider could not be created ({reason}); "
+            f"onnxruntime {ort.__version__} needs {provider.needs}, or use --device cpu"
+        )
+    return session
 
-    metadata = session.get_modelmeta().custom_metadata_map
-    header = ModelHeader.from_metadata(metadata, where=path)
+
+def _open_session(source: ModelSource, where: str, device: str, threads: int) -> Any:
+    """The session on ``device``; ``auto``: the first accelerator in ``PROVIDERS`` that starts, else the CPU."""
+    if device != "auto":
+        provider = provider_for(device)
+        if provider.name == CPU:
+            return _create_session(source, where, [CPU], threads)
+        return _start_on(provider, source, where, threads, required=True)
+    fallback = None
+    for provider in PROVIDERS:
+        if provider.name == CPU:
+            continue
+        session = _start_on(provider, source, where, threads, required=False)
+        if session is not None and session.get_providers()[0] == provider.name:
+            return session
+        fallback = fallback or session  # a session onnxruntime already fell back to the CPU with
+    return fallback or _create_session(source, where, [CPU], threads)
+
+
+def _read_header(session: Any, where: str) -> Tuple[ModelHeader, Dict[str, type]]:
+    """The mlb header, checked against the graph's inputs and outputs; the input dtypes."""
+    header = ModelHeader.from_metadata(session.get_modelmeta().custom_metadata_map, where=where)
     graph_inputs = {i.name: i for i in session.get_inputs()}
     missing = [name for name in header.input_names if name not in graph_inputs]
     if missing:
-        raise ModelFileError(f"{path}: the header names graph inputs {missing} that the graph does not have")
+        raise ModelFileError(f"{where}: the header names graph inputs {missing} that the graph does not have")
     unfed = [name for name in graph_inputs if name not in header.input_names]
     if unfed:
-        raise ModelFileError(f"{path}: the graph needs inputs {unfed} that the header does not name")
+        raise ModelFileError(f"{where}: the graph needs inputs {unfed} that the header does not name")
     outputs = {o.name: o for o in session.get_outputs()}
     if header.output_name not in outputs:
-        raise ModelFileError(
-            f"{path}: the graph has no output {header.output_name!r} (it has {', '.join(outputs)})"
-        )
+        raise ModelFileError(f"{where}: the graph has no output {header.output_name!r} (it has {', '.join(outputs)})")
     shape = outputs[header.output_name].shape
     if shape and isinstance(shape[-1], int) and shape[-1] != len(header.label_names):
         raise ModelFileError(
-            f"{path}: the graph outputs {shape[-1]} scores per row but the header names "
+            f"{where}: the graph outputs {shape[-1]} scores per row but the header names "
             f"{len(header.label_names)} labels"
         )
-    dtypes = {
-        name: (np.int32 if graph_inputs[name].type == "tensor(int32)" else np.int64) for name in header.input_names
-    }
-    return LoadedModel(session=session, header=header, provider=provider, threads=threads, input_dtypes=dtypes)
+    dtypes = {name: (np.int32 if graph_inputs[name].type == "tensor(int32)" else np.int64) for name in header.input_names}
+    return header, dtypes
+
+
+def load_model(source: Optional[ModelSource], device: str = "auto", threads: Optional[int] = None) -> LoadedModel:
+    """Open a model file (or its bytes) on ``device`` and read its mlb header; never fall back silently."""
+    where = _check_source(source)
+    if device not in DEVICES:
+        raise UsageError(f"--device {device!r}: use one of {', '.join(DEVICES)}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, not {threads}")
+    threads = threads or available_cpus()
+    assert source is not None
+    session = _open_session(source, where, device, threads)
+    header, dtypes = _read_header(session, where)
+    return LoadedModel(session=session, header=header, provider=session.get_providers()[0], threads=threads,
+                       input_dtypes=dtypes, where=where)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -318,7 +301,7 @@ class Predictor:
         On CUDA the batch is the largest the budget allows (an out-of-memory error shows
         now, not after an hour); on a CPU one short row is enough and costs milliseconds.
         """
-        if self.provider == CUDA:
+        if provider_for(self.provider).full_warm_up:
             rows = max(1, min(self.max_rows, self.token_budget // self.header.max_length))
             length = self.header.max_length
         else:
@@ -339,7 +322,6 @@ class Predictor:
 
 
 def default_token_budget(provider: str, max_length: int = 0) -> int:
-    """The device's default budget, at least one row at the model's maximum length."""
-    budget = DEFAULT_TOKEN_BUDGET_CUDA if provider == CUDA else DEFAULT_TOKEN_BUDGET_CPU
-    return max(budget, int(max_length))
+    """The provider's default budget (``PROVIDERS``), at least one row at the model's maximum length."""
+    return max(provider_for(provider).token_budget, int(max_length))
 

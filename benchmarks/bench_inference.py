@@ -65,7 +65,7 @@ _SUMMARY_RE = re.compile(r"mlb-batch: (\d+) rows, (\d+) errors, ([0-9.]+) s,")
 
 
 def _threads() -> int:
-    from mlbert.batch.runtime import available_cpus
+    from mlbert.batch.cpus import available_cpus
 
     return available_cpus()
 

@@ -102,7 +102,7 @@ def resolve_models(a: argparse.Namespace) -> Dict[str, Any]:
 
 def attainable_fp32() -> Optional[float]:
     """fp32 GEMM rate torch reaches on this machine (1024^3 matmuls for ~2 s), a measured yardstick."""
-    code = ("import time,torch;from mlbert.batch.runtime import available_cpus;torch.set_num_threads(available_cpus());"
+    code = ("import time,torch;from mlbert.batch.cpus import available_cpus;torch.set_num_threads(available_cpus());"
             "a=torch.randn(1024,1024);b=torch.randn(1024,1024);[a@b for _ in range(3)];n=0;t=time.perf_counter()\n"
             "while time.perf_counter()-t<2: a@b; n+=1\n"
             "print(2*1024**3*n/(time.perf_counter()-t))")

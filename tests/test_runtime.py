@@ -5,7 +5,8 @@ import pytest
 
 from mlbert.batch.encoder import Encoder
 from mlbert.batch.errors import MlbError, ModelFileError, UsageError
-from mlbert.batch.runtime import Predictor, available_cpus, cgroup_cpu_quota, load_model, sigmoid
+from mlbert.batch.cpus import available_cpus, cgroup_cpu_quota
+from mlbert.batch.runtime import Predictor, load_model, sigmoid
 
 TEXTS = [
     "i am so happy today !",

@@ -1,0 +1,70 @@
+"""The execution providers mlb can run on: one row each.
+
+``--device`` takes its choices from ``DEVICES``; ``auto`` tries the accelerators in table
+order and falls back to the CPU (``runtime.load_model``); each row carries the provider's
+default token budget (padded tokens per batch), its warm-up and what to install when it
+does not start. A new execution provider is one row here. Stdlib only, so ``--help`` stays
+fast; onnxruntime is imported by ``runtime`` (and by a row's ``preload`` when it runs).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+from .bucketing import DEFAULT_TOKEN_BUDGET_CPU, DEFAULT_TOKEN_BUDGET_CUDA
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def preload_cuda_libraries() -> bool:
+    """Load CUDA/cuDNN from pip ``nvidia-*`` wheels when they are installed. Never raises."""
+    import onnxruntime as ort
+
+    if not hasattr(ort, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
+        return False
+    try:
+        ort.preload_dlls(directory="")
+        return True
+    except Exception:  # a partial install: the session creation reports what is missing
+        return False
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One execution provider mlb can run on.
+
+    ``device``: the ``--device`` value. ``name``: onnxruntime's provider name.
+    ``token_budget``: default padded tokens per batch. ``full_warm_up``: warm up with the
+    largest batch the budget allows, so an out-of-memory error shows before any output is
+    written (a CPU warms up with one short row). ``needs``: what a user installs or fixes
+    when it cannot start. ``preload``: loads libraries pip put outside the loader path.
+    """
+
+    device: str
+    name: str
+    token_budget: int
+    full_warm_up: bool = False
+    needs: str = ""
+    preload: Optional[Callable[[], bool]] = None
+
+
+CPU_PROVIDER = Provider("cpu", CPU, DEFAULT_TOKEN_BUDGET_CPU)
+PROVIDERS: Tuple[Provider, ...] = (
+    Provider("cuda", CUDA, DEFAULT_TOKEN_BUDGET_CUDA, full_warm_up=True,
+             needs="matching CUDA and cuDNN libraries (pip install 'mlbert[cuda]', or the nvidia-* wheels it lists)",
+             preload=preload_cuda_libraries),
+    CPU_PROVIDER,  # last: the fallback of auto
+)
+# "auto" first, then the CPU, then the accelerators (the order --help shows).
+DEVICES = ("auto", CPU_PROVIDER.device) + tuple(p.device for p in PROVIDERS if p is not CPU_PROVIDER)
+
+
+def provider_for(name_or_device: str) -> Provider:
+    """The row for an onnxruntime provider name or a ``--device`` value (unknown: the CPU's)."""
+    for provider in PROVIDERS:
+        if name_or_device in (provider.name, provider.device):
+            return provider
+    return CPU_PROVIDER
