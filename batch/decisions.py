@@ -8,7 +8,7 @@ and flip such a cell in one place only). Thresholds are tuned on ``THRESHOLD_GRI
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -31,3 +31,43 @@ def decide(probabilities: np.ndarray, thresholds: Thresholds) -> np.ndarray:
         raise ValueError(f"probabilities must be (rows, labels), not {p.shape}")
     t = threshold_vector(thresholds, p.shape[1])
     return p.astype(np.float64, copy=False) >= t[None, :]
+
+
+def labels_and_scores(
+    probabilities: np.ndarray,
+    label_names: Sequence[str],
+    thresholds: Thresholds,
+    *,
+    top_k: Optional[int] = None,
+    scores: bool = True,
+    decimals: Optional[int] = None,
+) -> Tuple[List[List[str]], List[Optional[Dict[str, float]]]]:
+    """Per row: the labels at or above threshold, highest score first, and the scores to show.
+
+    ``top_k`` keeps at most K labels (the best above threshold) and only the K best scores;
+    ``decimals`` rounds the scores (mlb-batch writes 4); ``scores=False`` gives None per row.
+    The same for mlb-batch's records and ``Classifier.predict``.
+    """
+    probabilities = np.asarray(probabilities)
+    n = probabilities.shape[0]
+    if n == 0:
+        return [], []
+    names = np.array(list(label_names), dtype=object)
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    sorted_above = np.take_along_axis(decide(probabilities, thresholds), order, axis=1)
+    if top_k is not None:
+        sorted_above[:, top_k:] = False
+    names_sorted = names[order]
+    labels = [list(names_sorted[i][sorted_above[i]]) for i in range(n)]
+    if not scores:
+        return labels, [None] * n
+    values = probabilities.astype(np.float64)
+    if decimals is not None:
+        values = np.round(values, decimals)
+    if top_k is None:
+        return labels, [dict(zip(label_names, row)) for row in values.tolist()]
+    k = min(top_k, probabilities.shape[1])
+    top_idx = order[:, :k]
+    top_vals = np.take_along_axis(values, top_idx, axis=1).tolist()
+    top_names = names[top_idx].tolist()
+    return labels, [dict(zip(top_names[i], top_vals[i])) for i in range(n)]

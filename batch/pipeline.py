@@ -3,7 +3,7 @@
 Why it is shaped like this: the model is loaded and warmed up before the output is
 touched (fail fast); the input is read in fixed chunks of rows, so memory depends on the
 chunk size and never on the file's length; each chunk is tokenized in one call and run
-in token-budget batches (``Predictor``), and its records are written in input order
+in token-budget batches (``classifier.Classifier``, the Python API's object), and its records are written in input order
 before the next chunk is read. Chunk boundaries are fixed row counts from the start of
 the file, so a resumed run computes every chunk exactly as an uninterrupted run would,
 which is what makes ``--resume`` byte-identical.
@@ -23,7 +23,7 @@ from . import columns
 from .fingerprint import job_fingerprint
 from .errors import InputError, UsageError
 from .readers import Row, Table, open_table
-from .runtime import Predictor, default_token_budget, load_model
+from .classifier import DEFAULT_CHUNK_SIZE, Classifier, load
 from .formats import output_format
 from .writers import ChunkResult, OutputFile, OutputLock, RecordFormatter
 
@@ -31,9 +31,6 @@ from .writers import ChunkResult, OutputFile, OutputLock, RecordFormatter
 ROW_ID = "row"
 # Rows read ahead to decide which column holds the text (they are still processed in order).
 SAMPLE_ROWS = 64
-# Rows per chunk: big enough that encode_batch and the batches are efficient, small
-# enough that a chunk's texts, ids and scores stay a few MB.
-DEFAULT_CHUNK_SIZE = 4096
 
 
 @dataclass
@@ -206,7 +203,7 @@ class BatchJob:
     def __init__(self, options: BatchOptions):
         self.options = options
         self.summary = Summary(output=options.output)
-        self.predictor: Optional[Predictor] = None
+        self.classifier: Optional[Classifier] = None
         self._chunks_written = 0
 
     # -- checks that need no model ---------------------------------------------------------
@@ -226,34 +223,31 @@ class BatchJob:
             raise UsageError(f"{o.output}: the output would overwrite the input")
         output_format(o.output, o.output_format)
 
-    def prepare(self) -> Predictor:
+    def prepare(self) -> Classifier:
         """Load the model and run a warm-up batch before anything is opened for writing."""
         self._check_options()
         o = self.options
-        model = load_model(o.model, o.device, o.threads)
-        budget = o.token_budget or default_token_budget(model.provider, model.header.max_length)
-        predictor = Predictor(model, budget)
-        predictor.warm_up()
-        self.thresholds = parse_thresholds(o.thresholds, model.header.label_names, model.header.thresholds)
-        self.summary.provider = model.provider
-        self.predictor = predictor
-        return predictor
+        classifier = load(o.model, o.device, threads=o.threads, token_budget=o.token_budget)
+        classifier.warm_up()
+        classifier.thresholds = parse_thresholds(o.thresholds, classifier.label_names, classifier.thresholds)
+        self.summary.provider = classifier.provider
+        self.classifier = classifier
+        return classifier
 
     def adopt(self, prepared: "BatchJob") -> None:
         """Use the model another (prepared) job loaded: an inbox loads it once for all files."""
         self._check_options()
-        self.predictor = prepared.predictor
-        self.thresholds = prepared.thresholds
+        self.classifier = prepared.classifier
         self.summary.provider = prepared.summary.provider
 
     def _fingerprint(self, fmt: str) -> Dict[str, Any]:
         """The settings fingerprint plus how rows are grouped and run: what makes --resume byte-identical."""
-        assert self.predictor is not None
+        assert self.classifier is not None
         return job_fingerprint(self.options, fmt, execution={
             "chunk_size": self.options.chunk_size,
-            "token_budget": self.predictor.token_budget,
-            "provider": self.predictor.provider,
-            "threads": self.predictor.model.threads,
+            "token_budget": self.classifier.token_budget,
+            "provider": self.classifier.provider,
+            "threads": self.classifier.threads,
         })
 
     def run(
@@ -263,15 +257,14 @@ class BatchJob:
     ) -> Summary:
         """Classify every row and publish the output; ``after_chunk`` is a test hook."""
         o = self.options
-        predictor = self.predictor or self.prepare()
-        header = predictor.header
+        classifier = self.classifier or self.prepare()
         started = time.monotonic()
         fmt = output_format(o.output, o.output_format)
         with open_table(o.input, o.format, o.header, default_format="text") as table:
             text_column = pick_text_column(table, o.text_column)
             id_columns = pick_id_columns(table, o.id_columns, text_column)
             formatter = RecordFormatter(
-                fmt, id_columns, header.label_names, self.thresholds, scores=o.scores, top_k=o.top_k
+                fmt, id_columns, classifier.label_names, classifier.thresholds, scores=o.scores, top_k=o.top_k
             )
             fingerprint = self._fingerprint(fmt) if o.output != "-" else {}
             output = OutputFile(o.output, fingerprint)
@@ -325,14 +318,13 @@ class BatchJob:
             after_chunk(self._chunks_written)
 
     def _stream(self, table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk) -> None:
-        predictor = self.predictor
-        assert predictor is not None
-        preprocessing = predictor.header.preprocessing
+        classifier = self.classifier
+        assert classifier is not None
         rows = table.rows()
         self._skip_rows_done(rows, table, resume_point)
         for chunk in _chunks(rows, self.options.chunk_size):
             numbers, ids, row_errors, texts = split_chunk(chunk, text_column, id_columns)
-            probabilities = predictor.predict(preprocessing.apply(texts))
+            probabilities = classifier.predict_proba(texts, chunk_size=None)
             self._publish_chunk(output, formatter, ChunkResult(numbers, ids, row_errors, probabilities), len(texts),
                                 table, on_progress, after_chunk)
 

@@ -68,3 +68,8 @@ def provider_for(name_or_device: str) -> Provider:
         if name_or_device in (provider.name, provider.device):
             return provider
     return CPU_PROVIDER
+
+
+def default_token_budget(provider: str, max_length: int = 0) -> int:
+    """The provider's default budget, at least one row at the model's maximum length."""
+    return max(provider_for(provider).token_budget, int(max_length))

@@ -4,7 +4,7 @@ Why it is built this way: "rows in == rows out" and byte-identical output matter
 than raw speed. So the driver reads the input with the same readers and cuts it into the
 same chunks as the local engine (``batch.pipeline.split_chunk``: same ids, same error
 records); only the texts of each chunk travel, as one row of a Ray Dataset, to a pool of
-actors, each holding one onnxruntime session (``batch.runtime.Predictor``, the local
+actors, each holding one ``Classifier`` (the Python API's object, the local
 engine's code) and scoring a whole chunk in one call, exactly as the local engine does.
 The driver takes the results back in input order and writes them with the same
 ``RecordFormatter`` and ``OutputFile`` (atomic publish, lock, checkpoints, ``--resume``).
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -33,7 +31,7 @@ import numpy as np
 from .errors import MlbError, UsageError, first_line, raise_errors
 from .pipeline import BatchJob, BatchOptions, _chunks, parse_thresholds, split_chunk
 from .cpus import available_cpus
-from .runtime import Predictor, default_token_budget, load_model
+from .classifier import Classifier, load
 from .writers import ChunkResult
 
 INSTALL_HINT = "pip install 'mlbert[ray]' (or pip install 'ray[data]>=2.40,<3')"
@@ -101,31 +99,22 @@ class ScoreChunks:
     def __init__(self, model: List[Any], model_name: str, device: str, threads: int, token_budget: Optional[int]):
         import ray
 
-        self._folder = tempfile.mkdtemp(prefix="mlb-ray-")
-        path = os.path.join(self._folder, model_name)
-        with open(path, "wb") as f:
-            f.write(ray.get(model[0]))
-        loaded = load_model(path, device, threads)
-        budget = token_budget or default_token_budget(loaded.provider, loaded.header.max_length)
-        self.predictor = Predictor(loaded, budget)
-        self.predictor.warm_up()
-        self.preprocessing = loaded.header.preprocessing
+        # onnxruntime builds the session from the bytes: no copy of the model on the worker's disk.
+        self.classifier = load(ray.get(model[0]), device, threads=threads, token_budget=token_budget)
+        self.classifier.warm_up()
 
     def __call__(self, batch: Any) -> Dict[str, np.ndarray]:
         indices = batch.column("index").to_pylist()
         texts = batch.column("texts").to_pylist()
         probs = []
         for chunk_texts in texts:
-            scores = self.predictor.predict(self.preprocessing.apply(list(chunk_texts)))
+            scores = self.classifier.predict_proba(list(chunk_texts), chunk_size=None)
             probs.append(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
         return {
             "index": np.asarray(indices, dtype=np.int64),
             "probs": np.array(probs, dtype=object),
-            "provider": np.array([self.predictor.provider] * len(indices), dtype=object),
+            "provider": np.array([self.classifier.provider] * len(indices), dtype=object),
         }
-
-    def __del__(self) -> None:
-        shutil.rmtree(getattr(self, "_folder", ""), ignore_errors=True)
 
 
 @dataclass
@@ -179,23 +168,22 @@ class RayBatchJob(BatchJob):
             raise UsageError(f"--ray-concurrency must be at least 1, not {self.ray_options.concurrency}")
         self.pool: Optional[_Pool] = None
 
-    def prepare(self) -> Predictor:
+    def prepare(self) -> Classifier:
         """Check the model on the driver (CPU, one thread: header, labels, a warm-up batch), then Ray."""
         self._check_options()
         o = self.options
-        model = load_model(o.model, "cpu", 1)
-        budget = o.token_budget or default_token_budget(model.provider, model.header.max_length)
-        predictor = Predictor(model, budget)
-        predictor.warm_up()
-        self.thresholds = parse_thresholds(o.thresholds, model.header.label_names, model.header.thresholds)
-        self.predictor = predictor
-        self.pool = self._start_pool(budget)
+        classifier = load(o.model, "cpu", threads=1, token_budget=o.token_budget)
+        classifier.warm_up()
+        classifier.thresholds = parse_thresholds(o.thresholds, classifier.label_names, classifier.thresholds)
+        self.classifier = classifier
+        self.pool = self._start_pool(classifier.token_budget)
         self.summary.provider = f"ray ({self.pool.concurrency} actors)"
-        return predictor
+        return classifier
 
     def adopt(self, prepared: BatchJob) -> None:
         super().adopt(prepared)
-        self.pool = getattr(prepared, "pool", None) or self._start_pool(self.predictor.token_budget)
+        assert self.classifier is not None
+        self.pool = getattr(prepared, "pool", None) or self._start_pool(self.classifier.token_budget)
 
     def _start_pool(self, cpu_budget: int) -> _Pool:
         o, r = self.options, self.ray_options
@@ -228,8 +216,8 @@ class RayBatchJob(BatchJob):
     def _score(self, window: Sequence[List[str]]) -> Iterator[np.ndarray]:
         """Probabilities for each chunk of texts in ``window``, yielded in order as they arrive."""
         pool = self.pool
-        assert pool is not None and self.predictor is not None
-        labels = self.predictor.num_labels
+        assert pool is not None and self.classifier is not None
+        labels = len(self.classifier.label_names)
         todo = [{"index": i, "texts": list(texts)} for i, texts in enumerate(window) if texts]
         results: Dict[int, np.ndarray] = {}
         rows: Iterator[Dict[str, Any]] = iter(())

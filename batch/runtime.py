@@ -319,9 +319,3 @@ class Predictor:
                 f"the model returned scores of shape {tuple(logits.shape)} for {rows} rows; expected "
                 f"({rows}, {self.num_labels})"
             )
-
-
-def default_token_budget(provider: str, max_length: int = 0) -> int:
-    """The provider's default budget (``PROVIDERS``), at least one row at the model's maximum length."""
-    return max(provider_for(provider).token_budget, int(max_length))
-

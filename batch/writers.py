@@ -23,7 +23,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .decisions import decide, threshold_vector
+from .decisions import labels_and_scores, threshold_vector
 from .errors import MlbError, OutputLocked, UsageError
 from .formats import normalise_format_name
 
@@ -93,7 +93,6 @@ class RecordFormatter:
         self.scores = scores
         self.top_k = top_k
         self.decimals = decimals
-        self._labels_array = np.array(self.label_names, dtype=object)
         reserved = set(self.id_names) | {"labels", "error", "row"}
         self.score_columns = [n if n not in reserved else f"score_{n}" for n in self.label_names]
         self.row_column = [] if "row" in self.id_names else ["row"]
@@ -115,32 +114,9 @@ class RecordFormatter:
         return buffer.getvalue()
 
     # ---- both -------------------------------------------------------------------------
-    def _label_lists(self, probabilities: np.ndarray):
-        """Per row: labels above threshold (by descending score) and the scores to show."""
-        n = probabilities.shape[0]
-        if n == 0:
-            return [], []
-        order = np.argsort(-probabilities, axis=1, kind="stable")
-        above = decide(probabilities, self.thresholds)
-        sorted_above = np.take_along_axis(above, order, axis=1)
-        names_sorted = self._labels_array[order]
-        if self.top_k is not None:
-            sorted_above[:, self.top_k:] = False
-        labels = [list(names_sorted[i][sorted_above[i]]) for i in range(n)]
-        rounded = np.round(probabilities.astype(np.float64), self.decimals)
-        if not self.scores:
-            return labels, [None] * n
-        if self.top_k is None:
-            values = rounded.tolist()
-            return labels, [dict(zip(self.label_names, v)) for v in values]
-        k = min(self.top_k, probabilities.shape[1])
-        top_idx = order[:, :k]
-        top_vals = np.take_along_axis(rounded, top_idx, axis=1).tolist()
-        top_names = self._labels_array[top_idx].tolist()
-        return labels, [dict(zip(top_names[i], top_vals[i])) for i in range(n)]
-
     def format_chunk(self, result: ChunkResult) -> str:
-        labels, scores = self._label_lists(result.probabilities)
+        labels, scores = labels_and_scores(result.probabilities, self.label_names, self.thresholds,
+                                           top_k=self.top_k, scores=self.scores, decimals=self.decimals)
         if self.fmt == "jsonl":
             return self._jsonl(result, labels, scores)
         return self._csv(result, labels, scores)

@@ -176,7 +176,8 @@ def worker_mlb_model(args) -> Dict[str, Any]:
     """mlb's model time alone: the texts are read and tokenized first (timed apart), then only
     the bucketed onnxruntime batches are timed, chunk by chunk exactly as mlb-batch runs them."""
     from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
-    from mlbert.batch.runtime import Predictor, default_token_budget, load_model
+    from mlbert.batch.providers import default_token_budget
+    from mlbert.batch.runtime import Predictor, load_model
 
     from mlbert.batch.bucketing import DEFAULT_MULTIPLE
 

@@ -323,7 +323,8 @@ def torch_probabilities(model: Any, tokenizer: Any, texts: Sequence[str], max_le
 
 def onnx_probabilities(path: str, texts: Sequence[str]) -> np.ndarray:
     """Probabilities from the written file through mlb-batch's own ``Predictor`` (CPU)."""
-    from ..batch.runtime import Predictor, default_token_budget, load_model
+    from ..batch.providers import default_token_budget
+    from ..batch.runtime import Predictor, load_model
 
     loaded = load_model(path, device="cpu")
     budget = max(default_token_budget(loaded.provider), loaded.header.max_length)

@@ -18,7 +18,7 @@ THRESHOLDS = [0.5, 0.4, 0.3]
 def _model(names=NAMES, thresholds=THRESHOLDS, path="m.onnx", probabilities=P) -> EvalModel:
     return EvalModel(path=path, kind="onnx", label_names=list(names), thresholds=list(thresholds),
                      preprocessing=Preprocessing(), max_length=16,
-                     predict_preprocessed=lambda texts: probabilities[: len(texts)])
+                     predict_proba=lambda texts: probabilities[: len(texts)])
 
 
 def test_metrics_at_model_thresholds_and_at_half_match_hand_computed_values():

@@ -59,8 +59,8 @@ def run(args, capsys):
 def test_onnx_and_its_checkpoint_agree(pair, data_csv, tmp_path, capsys):
     checkpoint, onnx_file = pair
     # Library level: the same probabilities (preprocessing applied on both paths: emoji, mentions, URLs).
-    p_ckpt = load_eval_model(str(checkpoint)).predict(TEXTS)
-    p_onnx = load_eval_model(str(onnx_file)).predict(TEXTS)
+    p_ckpt = load_eval_model(str(checkpoint)).predict_proba(TEXTS)
+    p_onnx = load_eval_model(str(onnx_file)).predict_proba(TEXTS)
     assert np.abs(p_ckpt - p_onnx).max() < 1e-4
     assert p_ckpt.std() > 0.05  # the varied model tells texts apart, so agreement means something
     assert np.abs(p_ckpt - 0.5).min() > 1e-3  # no row sits on the threshold, so thresholded metrics must match

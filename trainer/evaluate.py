@@ -24,15 +24,16 @@ import numpy as np
 from ..batch.errors import InputError, ModelFileError, UsageError, first_line
 from ..batch.preprocess import Preprocessing
 
+from ..batch.providers import default_token_budget
+from .checkpoint import checkpoint_probabilities, load_checkpoint
 from .metrics import multilabel_metrics
 
 SETTINGS = ("model", "0.5")  # thresholds the table reports: the model's own, and 0.5
-DEFAULT_TOKEN_BUDGET = 8192
 
 
 @dataclass
 class EvalModel:
-    """A loaded model, whichever kind: names, thresholds and a texts -> probabilities function."""
+    """A loaded model, whichever kind: names, thresholds and a raw texts -> probabilities function."""
 
     path: str
     kind: str  # "onnx" or "checkpoint"
@@ -40,12 +41,9 @@ class EvalModel:
     thresholds: List[float]
     preprocessing: Preprocessing
     max_length: int
-    predict_preprocessed: Callable[[List[str]], np.ndarray]
+    # Raw texts in (the model's preprocessing is applied inside), (n, labels) float32 out, input order.
+    predict_proba: Callable[[List[str]], np.ndarray]
     info: Dict[str, Any] = field(default_factory=dict)
-
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities (n, labels) float32 for raw texts, in input order, in the model's label order."""
-        return self.predict_preprocessed(self.preprocessing.apply(list(texts)))
 
 
 @dataclass
@@ -72,21 +70,20 @@ def load_eval_model(
 
 
 def _load_onnx(path: str, *, device: str, threads: Optional[int], token_budget: Optional[int]) -> EvalModel:
-    from ..batch.runtime import Predictor, default_token_budget, load_model
+    """An exported file through the Python API's ``Classifier``: exactly what mlb-batch runs."""
+    from ..batch.classifier import load
 
-    loaded = load_model(path, device=device, threads=threads)
-    header = loaded.header
-    budget = max(int(token_budget or default_token_budget(loaded.provider)), header.max_length)
-    predictor = Predictor(loaded, token_budget=budget)
+    classifier = load(path, device, threads=threads, token_budget=token_budget)
+    header = classifier.header
     return EvalModel(
         path=path,
         kind="onnx",
-        label_names=list(header.label_names),
-        thresholds=list(header.thresholds),
+        label_names=list(classifier.label_names),
+        thresholds=[float(t) for t in classifier.thresholds],
         preprocessing=header.preprocessing,
         max_length=header.max_length,
-        predict_preprocessed=predictor.predict,
-        info={"provider": loaded.provider, "quantization": header.quantization, "threads": loaded.threads,
+        predict_proba=classifier.predict_proba,
+        info={"provider": classifier.provider, "quantization": header.quantization, "threads": classifier.threads,
               "threshold_objective": header.threshold_objective},
     )
 
@@ -109,7 +106,7 @@ def _load_checkpoint(path: str, *, device: str, threads: Optional[int], token_bu
     facts = _checkpoint_facts(path)
     try:
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig
     except ImportError:
         raise UsageError("scoring a checkpoint folder needs the training extra: pip install 'mlbert[train]'") from None
 
@@ -129,11 +126,7 @@ def _load_checkpoint(path: str, *, device: str, threads: Optional[int], token_bu
         objective = "none"
     else:
         names, thresholds, preprocessing, max_length, objective = facts
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: cannot load the checkpoint ({first_line(exc)})") from None
+    model, tokenizer = load_checkpoint(path, require_fast=False)
     if model.config.num_labels != len(names):
         raise ModelFileError(
             f"{path}: the model has {model.config.num_labels} outputs but mlb.json names {len(names)} labels"
@@ -144,10 +137,11 @@ def _load_checkpoint(path: str, *, device: str, threads: Optional[int], token_bu
     if threads:
         torch.set_num_threads(int(threads))
     model.to(torch_device).eval()
-    budget = max(int(token_budget or DEFAULT_TOKEN_BUDGET), max_length)
+    budget = token_budget or default_token_budget("cuda" if torch_device.type == "cuda" else "cpu", max_length)
 
-    def predict(texts: List[str]) -> np.ndarray:
-        return _predict_torch(model, tokenizer, texts, max_length, budget, torch_device)
+    def predict_proba(texts: List[str]) -> np.ndarray:
+        return checkpoint_probabilities(model, tokenizer, preprocessing.apply(list(texts)), max_length, budget,
+                                        torch_device)
 
     return EvalModel(
         path=path,
@@ -156,43 +150,9 @@ def _load_checkpoint(path: str, *, device: str, threads: Optional[int], token_bu
         thresholds=[float(t) for t in thresholds],
         preprocessing=preprocessing,
         max_length=max_length,
-        predict_preprocessed=predict,
+        predict_proba=predict_proba,
         info={"device": str(torch_device), "threshold_objective": objective},
     )
-
-
-def _predict_torch(model: Any, tokenizer: Any, texts: List[str], max_length: int, token_budget: int, device: Any) -> np.ndarray:
-    """Length-sorted token-budget batches, padded per batch (the same batching as the runtime)."""
-    import torch
-
-    from ..batch.bucketing import make_batches
-
-    n = len(texts)
-    out = np.empty((n, model.config.num_labels), dtype=np.float32)
-    if n == 0:
-        return out
-    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
-    ids = encoded["input_ids"]
-    lengths = np.array([len(x) for x in ids], dtype=np.int64)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-    pad_values = {"input_ids": tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
-    left = getattr(tokenizer, "padding_side", "right") == "left"
-    with torch.no_grad():
-        for index in make_batches(lengths, token_budget, max_length):
-            width = int(lengths[index].max())  # dynamic padding: to the longest row of this batch
-            batch = {}
-            for key in keys:
-                array = np.full((len(index), width), pad_values[key], dtype=np.int64)
-                for row, i in enumerate(index):
-                    values = encoded[key][i]
-                    if left:
-                        array[row, width - len(values):] = values
-                    else:
-                        array[row, :len(values)] = values
-                batch[key] = torch.from_numpy(array).to(device)
-            logits = model(**batch).logits.float()
-            out[index] = torch.sigmoid(logits).cpu().numpy()
-    return out
 
 
 # --------------------------------------------------------------------------- labels and metrics
@@ -233,7 +193,7 @@ def evaluate_arrays(
 def evaluate_model(model: EvalModel, texts: Sequence[str], data_names: Sequence[str], data_labels: np.ndarray,
                    data_source: str) -> Evaluation:
     y = align_labels(data_names, data_labels, model, data_source)
-    probabilities = model.predict(texts)
+    probabilities = model.predict_proba(list(texts))
     if probabilities.shape != y.shape:
         raise ModelFileError(
             f"{model.path}: returned probabilities of shape {probabilities.shape} for {len(texts)} texts "
