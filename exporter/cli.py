@@ -70,22 +70,7 @@ def cli(**kwargs: Any) -> None:
     from .validate import GateLimits
 
     quiet = kwargs["quiet"]
-    validate_options = {
-        "format": kwargs["format_"],
-        "header": kwargs["header"],
-        "text_column": kwargs["text_column"],
-        "id_column": kwargs["id_column"],
-        "layout": kwargs["layout"],
-        "label_columns": kwargs["labels"],
-        "label_column": kwargs["label_column"],
-        "label_id_base": kwargs["label_id_base"],
-    }
-    validate_options = {k: val for k, val in validate_options.items() if val is not None}
-    if kwargs["validate_on"] is None:
-        used = [k for k in ("format_", "header", "text_column", "id_column", "labels", "label_column", "validate_limit")
-                if kwargs[k] is not None]
-        if used:
-            raise click.UsageError(f"--{used[0].rstrip('_').replace('_', '-')} needs --validate-on FILE")
+    validate_options = _validate_options(kwargs)
     limits = GateLimits(
         max_micro_f1_drop=kwargs["max_f1_drop"],
         max_macro_f1_drop=kwargs["max_macro_f1_drop"],
@@ -109,6 +94,27 @@ def cli(**kwargs: Any) -> None:
     if not quiet:
         click.echo(f"{result.path}\t{result.size_bytes} bytes\t{len(result.header.label_names)} labels\t"
                    f"{result.header.quantization.get('mode', 'none')}")
+
+
+def _validate_options(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """How to read --validate-on (the options given); those options without --validate-on are an error."""
+    validate_options = {
+        "format": kwargs["format_"],
+        "header": kwargs["header"],
+        "text_column": kwargs["text_column"],
+        "id_column": kwargs["id_column"],
+        "layout": kwargs["layout"],
+        "label_columns": kwargs["labels"],
+        "label_column": kwargs["label_column"],
+        "label_id_base": kwargs["label_id_base"],
+    }
+    validate_options = {k: val for k, val in validate_options.items() if val is not None}
+    if kwargs["validate_on"] is None:
+        used = [k for k in ("format_", "header", "text_column", "id_column", "labels", "label_column", "validate_limit")
+                if kwargs[k] is not None]
+        if used:
+            raise click.UsageError(f"--{used[0].rstrip('_').replace('_', '-')} needs --validate-on FILE")
+    return validate_options
 
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-export") -> None:

@@ -15,7 +15,8 @@ import pytest
 
 from mlbert.batch.modelfile import CheckpointConfig
 from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer, checkpoint_probabilities
-from mlbert.trainer.train import TrainOptions, _eval_schedule, is_main_process, world_size
+from mlbert.trainer.hf_trainer import eval_schedule
+from mlbert.trainer.train import TrainOptions, is_main_process, world_size
 
 SEMEVAL = Path(__file__).parent / "fixtures" / "semeval_ec_sample.tsv"
 
@@ -33,8 +34,8 @@ def test_rank_and_world_size_come_from_the_launcher(monkeypatch):
 
 def test_epoch_has_fewer_steps_with_more_processes():
     opts = TrainOptions(output="x", train="t", batch_size=8, epochs=2)
-    one = _eval_schedule(100, opts, 1)
-    two = _eval_schedule(100, opts, 2)
+    one = eval_schedule(100, opts, 1)
+    two = eval_schedule(100, opts, 2)
     assert (one["steps_per_epoch"], one["total_steps"], one["eval_steps"]) == (13, 26, 13)
     assert (two["steps_per_epoch"], two["total_steps"], two["eval_steps"]) == (7, 14, 7)
 

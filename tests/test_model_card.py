@@ -1,8 +1,13 @@
-"""The model card: YAML front matter that parses and carries metrics.json's numbers; the body's facts."""
+"""The model card: YAML front matter that parses and carries metrics.json's numbers; the body's facts;
+the usage it shows runs as written."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ import yaml
 
 from mlbert.trainer.model_card import to_yaml, write_model_card
 
+from conftest import TINY_LABELS
 from test_report import LABELS, THRESHOLDS, make_training_output
 
 
@@ -72,3 +78,47 @@ def test_card_needs_mlb_json(tmp_path):
 
     with pytest.raises(ModelFileError, match="no mlb.json"):
         write_model_card(str(tmp_path))
+
+
+def usage_snippets(card: str):
+    """The shell commands and Python code the card shows users under "How to use" and "Intended use":
+    lines of ```bash blocks, inline `mlb-... ARGS` spans, and ```python blocks."""
+    sections = re.split(r"^## ", card, flags=re.M)
+    usage = "".join(s for s in sections if s.startswith(("How to use", "Intended use")))
+    commands = [line for block in re.findall(r"```bash\n(.*?)```", usage, re.S) for line in block.splitlines() if line]
+    commands += [span for span in re.findall(r"`(mlb-[a-z]+ [^`]+)`", usage)]
+    python = re.findall(r"```python\n(.*?)```", usage, re.S)
+    return commands, python
+
+
+def test_card_usage_runs_as_written(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """Every command and snippet the card shows works in the checkpoint folder, as a user would run it."""
+    from importlib.metadata import entry_points
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, folder)
+    commands, python = usage_snippets(Path(write_model_card(str(folder))).read_text(encoding="utf-8"))
+    assert [c.split()[0] for c in commands] == ["mlb-export", "mlb-batch", "mlb-eval"]
+    assert len(python) == 1
+    # The user's own files the commands name.
+    (folder / "texts.csv").write_text("text\nwhat a day 😂\nI am so sad\n", encoding="utf-8")
+    (folder / "your_data.csv").write_text(
+        "text,anger,joy,sadness,surprise\nwhat a day,0,1,0,1\nI hate it,1,0,0,0\nso sad today,0,0,1,0\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(folder)
+    scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.name.startswith("mlb-")}
+    for command in commands:
+        name, *args = shlex.split(command)
+        try:
+            scripts[name].load()(args)
+        except SystemExit as exc:  # what the console script would exit with
+            if exc.code in (0, None):
+                continue
+            pytest.fail(f"`{command}` from the model card exited with {exc.code}: {capsys.readouterr().err}")
+    assert (folder / "model.onnx").stat().st_size > 0
+    records = [json.loads(line) for line in (folder / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 2 and all("labels" in r for r in records)
+    assert "samples Jaccard" in capsys.readouterr().out  # mlb-eval's table
+    exec(compile(python[0], "model card", "exec"), {})
+    printed = ast.literal_eval(capsys.readouterr().out.strip())
+    assert isinstance(printed, list) and set(printed) <= set(TINY_LABELS)

@@ -168,7 +168,7 @@ def test_history_json_has_evaluations_and_best_is_chosen_on_tuned_jaccard(semeva
 
 def test_tuned_metrics_rank_checkpoints_whose_probabilities_are_all_low():
     from mlbert.trainer.metrics import multilabel_metrics
-    from mlbert.trainer.train import tuned_metrics
+    from mlbert.trainer.hf_trainer import tuned_metrics
 
     y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     p = np.array([[0.3, 0.1], [0.1, 0.3], [0.35, 0.32], [0.05, 0.02]])  # perfectly ranked, all < 0.5
@@ -273,7 +273,7 @@ def test_label_values_not_zero_one_and_empty_text_via_cli(tmp_path, capsys):
 
 
 def test_pos_weights():
-    from mlbert.trainer.train import pos_weights
+    from mlbert.trainer.hf_trainer import pos_weights
 
     labels = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0]], dtype=np.float32)
     assert pos_weights(labels, "none") is None
@@ -319,7 +319,8 @@ def test_real_minilm_on_a_goemotions_slice(shared_data, tmp_path, capsys):
 
 
 def test_prior_logits_are_the_constant_bce_optimum():
-    from mlbert.trainer.train import pos_weights, prior_logits
+    from mlbert.trainer.head import prior_logits
+    from mlbert.trainer.hf_trainer import pos_weights
 
     labels = np.zeros((98, 3), dtype=np.float32)
     labels[:48, 0] = 1  # (48+1)/(98+2) = 0.49
@@ -340,7 +341,7 @@ def test_init_head_bias_finds_bert_and_roberta_heads():
     import torch
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
-    from mlbert.trainer.train import init_head_bias, prior_logits
+    from mlbert.trainer.head import init_head_bias, prior_logits
 
     labels = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 0]], dtype=np.float32)
     bert = build_tiny_model(["a", "b", "c"], vocab_size=len(build_tiny_tokenizer()))
@@ -357,7 +358,7 @@ def test_head_bias_init_reaches_the_saved_model(init, tiny_base, semeval_split, 
     from safetensors.numpy import load_file
 
     from mlbert.trainer.data import read_labelled_file
-    from mlbert.trainer.train import prior_logits
+    from mlbert.trainer.head import prior_logits
 
     out = tmp_path / init
     code, _, err = run_cli(
@@ -380,7 +381,7 @@ def test_only_a_new_head_is_initialised(tmp_path):
     classifier with the same labels, trained further, keeps its own head and pooler."""
     from transformers import BertModel
 
-    from mlbert.trainer.train import _load_model_and_tokenizer
+    from mlbert.trainer.head import load_model_and_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     classifier = build_tiny_model(["a", "b", "c"], vocab_size=len(tokenizer))
@@ -388,6 +389,6 @@ def test_only_a_new_head_is_initialised(tmp_path):
     tokenizer.save_pretrained(str(tmp_path / "classifier"))
     BertModel(classifier.config).save_pretrained(str(tmp_path / "encoder"), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp_path / "encoder"))
-    assert _load_model_and_tokenizer(str(tmp_path / "classifier"), ["a", "b", "c"])[2] is False
-    assert _load_model_and_tokenizer(str(tmp_path / "classifier"), ["a", "b", "c", "d"])[2] is True
-    assert _load_model_and_tokenizer(str(tmp_path / "encoder"), ["a", "b", "c"])[2] is True
+    assert load_model_and_tokenizer(str(tmp_path / "classifier"), ["a", "b", "c"])[2] is False
+    assert load_model_and_tokenizer(str(tmp_path / "classifier"), ["a", "b", "c", "d"])[2] is True
+    assert load_model_and_tokenizer(str(tmp_path / "encoder"), ["a", "b", "c"])[2] is True

@@ -18,6 +18,9 @@ from . import __version__
 from .options import labelled_data_options
 from .thresholds import OBJECTIVES
 
+# Click destinations that differ from the TrainOptions field they fill.
+OPTION_FIELDS = {"train_file": "train", "validation_file": "validation", "test_file": "test", "format_": "format"}
+
 
 def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
     return f"stopped by {what}; rerun with --resume to continue from the last checkpoint"
@@ -96,48 +99,15 @@ def cli(**kwargs: Any) -> None:
     thresholds, preprocessing, provenance), metrics.json (validation/test metrics at 0.5
     and at thresholds tuned for each objective), history.json and eval_predictions.npz.
     """
-    from .train import TrainOptions, summary_table, train
+    from .outputs import summary_table
+    from .train import TrainOptions, train
 
     pre = Preprocessing(emoji=kwargs.pop("emoji"), mentions=kwargs.pop("mentions"), urls=kwargs.pop("urls"))
+    # Every other option is a TrainOptions field of the same name, but for these four.
+    fields = {OPTION_FIELDS.get(name, name): value for name, value in kwargs.items()}
     opts = TrainOptions(
-        output=kwargs["output"],
-        base_model=kwargs["base_model"],
-        dataset=kwargs["dataset"],
-        dataset_config=kwargs["dataset_config"],
-        train=kwargs["train_file"],
-        validation=kwargs["validation_file"],
-        test=kwargs["test_file"],
-        format=kwargs["format_"],
-        header=kwargs["header"],
-        text_column=kwargs["text_column"],
-        id_column=kwargs["id_column"],
-        layout=kwargs["layout"],
-        labels=kwargs["labels"],
-        label_column=kwargs["label_column"],
-        label_names_file=kwargs["label_names_file"],
-        label_id_base=kwargs["label_id_base"],
-        validation_fraction=kwargs["validation_fraction"],
-        limit_train=kwargs["limit_train"],
-        limit_eval=kwargs["limit_eval"],
-        epochs=kwargs["epochs"],
-        max_steps=kwargs["max_steps"],
-        lr=kwargs["lr"],
-        batch_size=kwargs["batch_size"],
-        max_length=kwargs["max_length"],
-        warmup_ratio=kwargs["warmup_ratio"],
-        weight_decay=kwargs["weight_decay"],
-        early_stopping_patience=kwargs["early_stopping_patience"],
-        eval_steps=kwargs["eval_steps"],
-        seed=kwargs["seed"],
-        device=kwargs["device"],
-        pos_weight=kwargs["pos_weight"],
-        head_bias_init=kwargs["head_bias_init"],
-        pooler=kwargs["pooler"],
-        metric_for_best=kwargs["metric_for_best"],
-        threshold_objective=kwargs["threshold_objective"],
+        **fields,
         preprocessing=pre,
-        resume=kwargs["resume"],
-        overwrite=kwargs["overwrite"],
         command=["mlb-train"] + command_argv(),
     )
     metrics = train(opts, log=lambda line: click.echo(line, err=True))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import click
 
@@ -77,15 +77,9 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
     micro/macro F1, exact match, micro/macro ROC-AUC and per-label precision, recall and
     F1, at the model's thresholds and at 0.5.
     """
-    from .evaluate import evaluate_model, format_report, load_eval_model, to_json, write_eval_report
+    from .evaluate import format_report, load_eval_model
 
-    if len(paths) not in (2, 3):
-        raise UsageError(f"give MODEL DATA or MODEL MODEL2 DATA ({len(paths)} paths given)")
-    if kw["threads"] is not None and kw["threads"] < 1:
-        raise UsageError(f"--threads must be at least 1, not {kw['threads']}")
-    if kw["token_budget"] is not None and kw["token_budget"] < 1:
-        raise UsageError(f"--token-budget must be a positive number of tokens, not {kw['token_budget']}")
-    *model_paths, data_path = paths
+    *model_paths, data_path = _checked_paths(paths, kw)
     quiet = kw["quiet"]
 
     def log(line: str) -> None:
@@ -96,48 +90,78 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
         load_eval_model(p, device=kw["device"], threads=kw["threads"], token_budget=kw["token_budget"])
         for p in model_paths
     ]
-    data = read_eval_data(
-        data_path,
-        models[0].label_names,
-        label_names_file=kw["label_names_file"],
-        format=kw["format_"],
-        text_column=kw["text_column"],
-        layout=kw["layout"],
-        label_columns=kw["labels"],
-        label_column=kw["label_column"],
-        header=kw["header"],
-        id_column=kw["id_column"],
-        label_id_base=kw["label_id_base"],
-    )
-    evaluations = []
-    for model in models:
-        started = time.time()
-        evaluations.append(evaluate_model(model, data.texts, data.label_names, data.labels, data.source))
-        seconds = time.time() - started
-        log(f"Scored {len(data.texts)} rows with {model.path} in {seconds:.1f} s "
-            f"({len(data.texts) / max(seconds, 1e-9):.0f} rows/s)")
-
+    data = read_eval_data(data_path, models[0].label_names, label_names_file=kw["label_names_file"], **_read_options(kw))
+    evaluations = [_evaluate(model, data, log) for model in models]
     if kw["json_path"] != "-":
         click.echo(format_report(evaluations), nl=False)
     if kw["json_path"]:
-        text = json.dumps(to_json(evaluations), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        if kw["json_path"] == "-":
-            click.echo(text, nl=False)
-        else:
-            tmp = kw["json_path"] + ".tmp"
-            try:
-                with open(tmp, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, kw["json_path"])
-            except OSError as exc:
-                raise MlbError(f"{kw['json_path']}: cannot write ({exc.strerror or exc})") from None
-            log(f"Wrote {kw['json_path']}")
+        _write_json(kw["json_path"], evaluations, log)
     if kw["report_dir"]:
-        try:
-            path = write_eval_report(kw["report_dir"], evaluations)
-        except OSError as exc:
-            raise MlbError(f"{kw['report_dir']}: cannot write the report ({exc.strerror or exc})") from None
-        log(f"Wrote {path}")
+        _write_report(kw["report_dir"], evaluations, log)
+
+
+def _checked_paths(paths: Sequence[str], kw: Dict[str, Any]) -> List[str]:
+    """MODEL [MODEL2] DATA, after the checks that need no file."""
+    if len(paths) not in (2, 3):
+        raise UsageError(f"give MODEL DATA or MODEL MODEL2 DATA ({len(paths)} paths given)")
+    if kw["threads"] is not None and kw["threads"] < 1:
+        raise UsageError(f"--threads must be at least 1, not {kw['threads']}")
+    if kw["token_budget"] is not None and kw["token_budget"] < 1:
+        raise UsageError(f"--token-budget must be a positive number of tokens, not {kw['token_budget']}")
+    return list(paths)
+
+
+def _read_options(kw: Dict[str, Any]) -> Dict[str, Any]:
+    """``read_labelled_file`` keywords from the ``labelled_data_options`` values (label names apart)."""
+    return {
+        "format": kw["format_"],
+        "text_column": kw["text_column"],
+        "layout": kw["layout"],
+        "label_columns": kw["labels"],
+        "label_column": kw["label_column"],
+        "header": kw["header"],
+        "id_column": kw["id_column"],
+        "label_id_base": kw["label_id_base"],
+    }
+
+
+def _evaluate(model: Any, data: Any, log: Callable[[str], None]) -> Any:
+    from .evaluate import evaluate_model
+
+    started = time.time()
+    evaluation = evaluate_model(model, data.texts, data.label_names, data.labels, data.source)
+    seconds = time.time() - started
+    log(f"Scored {len(data.texts)} rows with {model.path} in {seconds:.1f} s "
+        f"({len(data.texts) / max(seconds, 1e-9):.0f} rows/s)")
+    return evaluation
+
+
+def _write_json(json_path: str, evaluations: Sequence[Any], log: Callable[[str], None]) -> None:
+    """Every number as JSON, on stdout for ``-``, else to a file replaced atomically."""
+    from .evaluate import to_json
+
+    text = json.dumps(to_json(evaluations), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    if json_path == "-":
+        click.echo(text, nl=False)
+        return
+    tmp = json_path + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, json_path)
+    except OSError as exc:
+        raise MlbError(f"{json_path}: cannot write ({exc.strerror or exc})") from None
+    log(f"Wrote {json_path}")
+
+
+def _write_report(report_dir: str, evaluations: Sequence[Any], log: Callable[[str], None]) -> None:
+    from .evaluate import write_eval_report
+
+    try:
+        path = write_eval_report(report_dir, evaluations)
+    except OSError as exc:
+        raise MlbError(f"{report_dir}: cannot write the report ({exc.strerror or exc})") from None
+    log(f"Wrote {path}")
 
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-eval") -> None:

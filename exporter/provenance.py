@@ -1,0 +1,78 @@
+"""What an exported file says about itself: its provenance and the mlb header built from it.
+
+The header (``batch.modelfile.ModelHeader``) carries labels, thresholds, preprocessing,
+max length and the tokenizer; provenance adds where the file came from (the checkpoint
+and a hash of its weights, library versions, opset, optimization) so a file found on a
+server can be traced back.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+from typing import Any, Dict, List, Optional
+
+from ..batch.modelfile import CheckpointConfig, ModelHeader
+
+from .checkpoint import CheckpointInfo
+
+
+def export_provenance(info: CheckpointInfo, task: str) -> Dict[str, Any]:
+    """Where the file came from; ``opset`` and ``optimization`` are filled in as the export runs."""
+    return {
+        "exporter": "mlb-export",
+        "source_checkpoint": os.path.abspath(info.folder),
+        "source_has_mlb_json": info.has_mlb_json,
+        "source_weights_sha256": _weights_sha256(info.folder, info.weights),
+        "checkpoint_provenance": info.config.provenance,
+        "architecture": (info.hf_config.get("architectures") or [None])[0],
+        "model_type": info.hf_config.get("model_type"),
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "versions": _versions(),
+        "task": task,
+        "optimization": None,
+    }
+
+
+class HeaderMaker:
+    """The mlb header for one export; each header copies ``provenance`` as it stands when made."""
+
+    def __init__(self, config: CheckpointConfig, tokenizer_json: str, provenance: Dict[str, Any]) -> None:
+        self.config = config
+        self.tokenizer_json = tokenizer_json
+        self.provenance = provenance
+
+    def make(self, input_names: List[str], quantization: Dict[str, Any]) -> ModelHeader:
+        return ModelHeader.from_checkpoint_config(
+            self.config, self.tokenizer_json, input_names, quantization=quantization, provenance=dict(self.provenance)
+        )
+
+
+def _versions() -> Dict[str, Optional[str]]:
+    from importlib import metadata
+
+    out: Dict[str, Optional[str]] = {}
+    for dist in ("mlbert", "transformers", "optimum", "optimum-onnx", "torch", "onnx", "tokenizers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    try:
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    except Exception:
+        out["onnxruntime"] = None
+    return out
+
+
+def _weights_sha256(folder: str, weights: List[str]) -> Dict[str, str]:
+    out = {}
+    for name in weights:
+        h = hashlib.sha256()
+        with open(os.path.join(folder, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out[name] = h.hexdigest()
+    return out

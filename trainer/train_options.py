@@ -1,0 +1,103 @@
+"""``TrainOptions``: everything one mlb-train run needs, and the combinations that cannot work.
+
+The CLI fills it from its options; tests and scripts may build it directly. ``check`` runs
+before any data is read, so a wrong option costs no loading time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..batch.errors import UsageError
+from ..batch.preprocess import Preprocessing
+
+from .thresholds import OBJECTIVES
+
+# Metrics the best checkpoint can be chosen by; all but loss are "higher is better".
+BEST_METRICS = ("samples_jaccard", "micro_f1", "macro_f1", "exact_match", "macro_roc_auc", "micro_roc_auc", "loss")
+POS_WEIGHTS = ("none", "balanced", "sqrt")
+HEAD_BIAS_INITS = ("prior", "zero")
+POOLER_MODES = ("reinit", "keep")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainOptions:
+    """Everything one training run needs; the CLI fills it, tests may build it directly."""
+
+    output: str
+    base_model: Optional[str] = None
+    # data: a dataset (hub name or save_to_disk folder) or files
+    dataset: Optional[str] = None
+    dataset_config: Optional[str] = None
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    format: Optional[str] = None
+    header: Optional[bool] = None
+    text_column: Optional[str] = None
+    id_column: Optional[str] = None
+    layout: str = "auto"
+    labels: Optional[List[str]] = None  # wide-layout label columns
+    label_column: Optional[str] = None  # list-layout column
+    label_names_file: Optional[str] = None
+    label_id_base: int = 0
+    validation_fraction: float = 0.1
+    limit_train: Optional[int] = None
+    limit_eval: Optional[int] = None
+    # training
+    epochs: float = 10.0
+    max_steps: Optional[int] = None
+    lr: float = 1e-4
+    batch_size: int = 32
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    early_stopping_patience: int = 2
+    eval_steps: Optional[int] = None
+    seed: int = 42
+    device: str = "auto"
+    pos_weight: str = "none"
+    head_bias_init: str = "prior"
+    pooler: str = "reinit"
+    metric_for_best: str = "samples_jaccard"
+    threshold_objective: str = "jaccard"
+    preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(emoji="words", mentions="token", urls="token"))
+    resume: bool = False
+    overwrite: bool = False
+    command: Optional[List[str]] = None
+
+    def check(self) -> None:
+        """Option combinations that cannot work, before any data is read."""
+        if self.dataset and self.train:
+            raise UsageError("use either --dataset or --train, not both")
+        if not self.dataset and not self.train:
+            raise UsageError("no training data: pass --train FILE or --dataset NAME")
+        if self.dataset and (self.validation or self.test):
+            raise UsageError("--validation/--test files cannot be combined with --dataset (its splits are used)")
+        if self.dataset_config and not self.dataset:
+            raise UsageError("--dataset-config needs --dataset")
+        if self.labels and self.label_column:
+            raise UsageError("use either --labels (wide layout) or --label-column (list layout), not both")
+        if self.resume and self.overwrite:
+            raise UsageError("use either --resume or --overwrite, not both")
+        for name, value, allowed in (
+            ("--device", self.device, DEVICES),
+            ("--pos-weight", self.pos_weight, POS_WEIGHTS),
+            ("--head-bias-init", self.head_bias_init, HEAD_BIAS_INITS),
+            ("--pooler", self.pooler, POOLER_MODES),
+            ("--metric-for-best", self.metric_for_best, BEST_METRICS),
+            ("--threshold-objective", self.threshold_objective, OBJECTIVES),
+        ):
+            if value not in allowed:
+                raise UsageError(f"{name} {value!r}: use one of {', '.join(allowed)}")
+        for name, value in (("--batch-size", self.batch_size), ("--max-length", self.max_length)):
+            if value < 1:
+                raise UsageError(f"{name} must be at least 1, not {value}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"--max-steps must be at least 1, not {self.max_steps}")
+        if self.epochs <= 0:
+            raise UsageError(f"--epochs must be positive, not {self.epochs}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise UsageError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
