@@ -18,7 +18,7 @@ from . import __version__
 from .cli_common import MlbCommand
 from .errors import ExitCode, UsageError
 from .formats import format_names
-from .providers import DEVICES
+from .providers import DEVICES, token_budget_help
 
 
 class _Progress:
@@ -124,7 +124,7 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="CPU threads (default: the CPUs this process may use, affinity and cgroup quota).")
 @click.option("--token-budget", type=click.IntRange(min=1), envvar="MLB_TOKEN_BUDGET", metavar="TOKENS",
-              help="Padded tokens per batch (default: 2048 on CPU, 65536 on CUDA). [env: MLB_TOKEN_BUDGET]")
+              help=f"Padded tokens per batch (default: {token_budget_help()}). [env: MLB_TOKEN_BUDGET]")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=4096, show_default=True, metavar="ROWS",
               help="Rows read, tokenized and written at a time (memory is proportional to it).")
 @click.option("--resume", is_flag=True,

@@ -73,3 +73,9 @@ def provider_for(name_or_device: str) -> Provider:
 def default_token_budget(provider: str, max_length: int = 0) -> int:
     """The provider's default budget, at least one row at the model's maximum length."""
     return max(provider_for(provider).token_budget, int(max_length))
+
+
+def token_budget_help() -> str:
+    """"2048 on CPU, 65536 on CUDA": the default budgets, in the words --help texts use."""
+    ordered = [CPU_PROVIDER] + [p for p in PROVIDERS if p is not CPU_PROVIDER]
+    return ", ".join(f"{p.token_budget} on {p.device.upper()}" for p in ordered)

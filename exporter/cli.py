@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import click
 
 from ..batch.cli_common import MlbCommand
-from ..trainer.options import labelled_data_options
+from ..trainer.options import labelled_data_options, read_options
 
 from . import __version__
 from .quantize import OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
@@ -98,17 +98,7 @@ def cli(**kwargs: Any) -> None:
 
 def _validate_options(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """How to read --validate-on (the options given); those options without --validate-on are an error."""
-    validate_options = {
-        "format": kwargs["format_"],
-        "header": kwargs["header"],
-        "text_column": kwargs["text_column"],
-        "id_column": kwargs["id_column"],
-        "layout": kwargs["layout"],
-        "label_columns": kwargs["labels"],
-        "label_column": kwargs["label_column"],
-        "label_id_base": kwargs["label_id_base"],
-    }
-    validate_options = {k: val for k, val in validate_options.items() if val is not None}
+    validate_options = read_options(kwargs)
     if kwargs["validate_on"] is None:
         used = [k for k in ("format_", "header", "text_column", "id_column", "labels", "label_column", "validate_limit")
                 if kwargs[k] is not None]

@@ -23,9 +23,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..batch.errors import MlbError, ModelFileError, UsageError
+from ..batch.errors import MlbError, ModelFileError, UsageError, first_line
 from ..batch.modelfile import CheckpointConfig, ModelHeader, attach_header
 
+from ..trainer.checkpoint import checkpoint_probabilities, load_checkpoint
 from . import quantize as _q
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .provenance import HeaderMaker, export_provenance
@@ -110,7 +111,8 @@ def _export(info: CheckpointInfo, output: str, tmp_out: str, quantize: str, conf
     model, tokenizer = _load_checked(info)
     headers = HeaderMaker(config, _header_tokenizer_json(tokenizer), export_provenance(info, TASK))
     say(f"PyTorch reference on {len(sample.texts)} texts ({sample.source})")
-    sample.reference = _torch_reference(model, tokenizer, sample.texts, config.max_length)
+    sample.reference = checkpoint_probabilities(model, tokenizer, config.preprocessing.apply(sample.texts),
+                                                config.max_length)
 
     plain = optimize is None and quantize == "none"
     with tempfile.TemporaryDirectory(prefix="mlb-export-") as work:
@@ -158,7 +160,12 @@ def prepare_output(output: str) -> str:
 
 @dataclass
 class _Sample:
-    """The texts the file is checked on (preprocessed), their labels when known, and PyTorch's probabilities."""
+    """The raw texts the file is checked on, their labels when known, and PyTorch's probabilities.
+
+    PyTorch gets the texts preprocessed by the checkpoint's settings; the written file gets
+    them raw, through ``mlbert.load(...)``, which must apply the same preprocessing from the
+    file's own header: the check covers the whole chain a user runs.
+    """
 
     texts: List[str]
     y_true: Optional[np.ndarray]
@@ -167,16 +174,18 @@ class _Sample:
 
     def check(self, path: str, thresholds: List[float], *, kind: str, variant: str, limits: GateLimits,
               force: bool = False) -> ValidationReport:
-        """The written file's probabilities (through mlb-batch's runtime) against PyTorch's."""
+        """The written file's probabilities (the Python API, as mlb-batch runs it) against PyTorch's."""
+        from ..batch.classifier import load
         from . import validate as v
 
-        return v.compare(self.reference, v.onnx_probabilities(path, self.texts), thresholds, kind=kind,
-                         variant=variant, source=self.source, y_true=self.y_true, limits=limits, force=force)
+        written = load(path, "cpu").predict_proba(self.texts)
+        return v.compare(self.reference, written, thresholds, kind=kind, variant=variant, source=self.source,
+                         y_true=self.y_true, limits=limits, force=force)
 
 
 def _comparison_texts(config: CheckpointConfig, validate_on: Optional[str], validate_options: Dict[str, Any],
                       validate_limit: Optional[int]) -> _Sample:
-    """``--validate-on`` rows in the model's label order, or the built-in sample; preprocessed as the model's."""
+    """``--validate-on`` rows in the model's label order, or the built-in sample."""
     from . import validate as v
 
     if validate_on is not None:
@@ -184,13 +193,7 @@ def _comparison_texts(config: CheckpointConfig, validate_on: Optional[str], vali
                                                          **validate_options)
     else:
         texts, y_true, source = list(SAMPLE_TEXTS), None, "built-in sample"
-    return _Sample(texts=config.preprocessing.apply(texts), y_true=y_true, source=source)
-
-
-def _torch_reference(model: Any, tokenizer: Any, texts: List[str], max_length: int) -> np.ndarray:
-    from . import validate as v
-
-    return v.torch_probabilities(model, tokenizer, texts, max_length)
+    return _Sample(texts=list(texts), y_true=y_true, source=source)
 
 
 # --------------------------------------------------------------------------- the PyTorch model
@@ -198,32 +201,12 @@ def _torch_reference(model: Any, tokenizer: Any, texts: List[str], max_length: i
 
 def _load_checked(info: CheckpointInfo) -> Tuple[Any, Any]:
     """The model and tokenizer, refused when the outputs do not match the labels or cannot fit one file."""
-    model, tokenizer = _load_torch(info.folder)
+    model, tokenizer = load_checkpoint(info.folder, local_files_only=True)
     if model.config.num_labels != len(info.config.label_names):
         raise ModelFileError(
             f"{info.folder}: the model has {model.config.num_labels} outputs but {len(info.config.label_names)} label names"
         )
     _check_size(model, info.folder)
-    return model, tokenizer
-
-
-def _load_torch(folder: str):
-    """Model and fast tokenizer from safetensors, without remote code."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=False, local_files_only=True
-        )
-    except Exception as exc:
-        raise ModelFileError(f"{folder}: cannot load the model ({_q._one_line(exc)})") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False, local_files_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{folder}: cannot load the tokenizer ({_q._one_line(exc)})") from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelFileError(f"{folder}: the tokenizer is not a fast tokenizer (tokenizer.json)")
-    model.eval()
     return model, tokenizer
 
 
@@ -268,7 +251,7 @@ def _onnx_export(model: Any, folder: str, out_dir: str, opset: Optional[int]) ->
     except MlbError:
         raise
     except Exception as exc:
-        raise MlbError(f"{folder}: optimum's ONNX export failed ({_q._one_line(exc)})") from None
+        raise MlbError(f"{folder}: optimum's ONNX export failed ({first_line(exc)})") from None
     path = os.path.join(out_dir, "model.onnx")
     if not os.path.exists(path):
         raise MlbError(f"{folder}: optimum's ONNX export wrote no model.onnx")

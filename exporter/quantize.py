@@ -23,7 +23,7 @@ import platform
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional, Sequence
 
-from ..batch.errors import MlbError, UsageError
+from ..batch.errors import MlbError, UsageError, first_line
 
 QUANTIZE_MODES = ("none", "int8")
 QUANTIZE_CONFIGS = ("avx512_vnni", "avx512", "avx2", "arm64")
@@ -164,7 +164,7 @@ def _optimum_step(what: str) -> Iterator[None]:
     except MlbError:
         raise
     except Exception as exc:
-        raise MlbError(f"{what} failed ({_one_line(exc)})") from None
+        raise MlbError(f"{what} failed ({first_line(exc)})") from None
 
 
 def _single_onnx(folder: str, exclude: Sequence[str]) -> str:
@@ -174,8 +174,3 @@ def _single_onnx(folder: str, exclude: Sequence[str]) -> str:
     if any(f.endswith((".onnx_data", ".onnx.data")) for f in os.listdir(folder)):
         raise MlbError(f"{folder}: optimum wrote the weights as external data; mlb needs a single file")
     return os.path.join(folder, files[0])
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[-300:]

@@ -4,7 +4,7 @@ Why always on: an export that silently changes answers (a tokenizer that does no
 the graph, an operator exported wrongly, int8 that ruins a model) is worse than no
 export. Both sides see the same texts through the same ``batch.preprocess`` settings;
 the PyTorch side tokenizes with the checkpoint's own fast tokenizer, the ONNX side goes
-through ``batch.runtime.Predictor`` (the code ``mlb-batch`` runs) with only the file's
+through ``mlbert.load`` (the object ``mlb-batch`` runs) with only the file's
 header, so the check covers the whole chain, not just the graph.
 
 Two kinds of check:
@@ -298,35 +298,3 @@ def load_validation_texts(
     if limit is not None and len(texts) > limit:
         texts, labels = texts[:limit], labels[:limit]
     return texts, labels.astype(np.float32), f"{path}, {len(texts)} rows"
-
-
-def torch_probabilities(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 32) -> np.ndarray:
-    """Sigmoid probabilities from the PyTorch model, batches sorted by length (fp32, CPU)."""
-    import torch
-
-    texts = list(texts)
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    if not texts:
-        return out
-    lengths = [len(t) for t in texts]
-    order = np.argsort(lengths, kind="stable")
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            index = order[start:start + batch_size]
-            enc = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length,
-                            padding=True, return_tensors="pt")
-            logits = model(**enc).logits.float()
-            out[index] = torch.sigmoid(logits).numpy()
-    return out
-
-
-def onnx_probabilities(path: str, texts: Sequence[str]) -> np.ndarray:
-    """Probabilities from the written file through mlb-batch's own ``Predictor`` (CPU)."""
-    from ..batch.providers import default_token_budget
-    from ..batch.runtime import Predictor, load_model
-
-    loaded = load_model(path, device="cpu")
-    budget = max(default_token_budget(loaded.provider), loaded.header.max_length)
-    predictor = Predictor(loaded, token_budget=budget)
-    return predictor.predict(list(texts))

@@ -53,15 +53,14 @@ def _metadata(path) -> dict:
 
 def _torch_probs(checkpoint: Path, texts):
     from mlbert.batch.modelfile import CheckpointConfig
-    from mlbert.exporter.export import _load_torch
-    from mlbert.exporter.validate import torch_probabilities
+    from mlbert.trainer.checkpoint import checkpoint_probabilities, load_checkpoint
 
-    model, tokenizer = _load_torch(str(checkpoint))
+    model, tokenizer = load_checkpoint(str(checkpoint), local_files_only=True)
     config = CheckpointConfig.load(str(checkpoint)) if (checkpoint / "mlb.json").exists() else None
     max_length = config.max_length if config else 128
     if config:
         texts = config.preprocessing.apply(texts)
-    return torch_probabilities(model, tokenizer, texts, max_length)
+    return checkpoint_probabilities(model, tokenizer, texts, max_length)
 
 
 def _run_cli(args, capsys):
@@ -162,14 +161,12 @@ def test_bare_onnxruntime_session_with_only_the_metadata(varied_fp32, varied_che
     assert probs.std() > 0.05  # the varied model really tells texts apart
 
 
-def test_fp32_parity_through_the_batch_runtime(varied_fp32, varied_checkpoint):
-    from mlbert.exporter.validate import onnx_probabilities
+def test_fp32_parity_through_the_python_api(varied_fp32, varied_checkpoint):
+    """Raw texts through mlbert.load (the file's own preprocessing) against PyTorch on preprocessed texts."""
+    import mlbert
 
     texts = _texts(40, seed=3)
-    from mlbert.batch.modelfile import CheckpointConfig
-
-    pre = CheckpointConfig.load(str(varied_checkpoint)).preprocessing
-    probs = onnx_probabilities(varied_fp32.path, pre.apply(texts))
+    probs = mlbert.load(varied_fp32.path, "cpu").predict_proba(texts)
     expected = _torch_probs(varied_checkpoint, texts)
     assert np.abs(probs - expected).max() < 1e-4
     report = varied_fp32.reports[0]
@@ -245,17 +242,20 @@ def test_int8_gate_refuses_when_quantization_changes_decisions(varied_checkpoint
 
 def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_path, monkeypatch, capsys):
     """A quantized file that answers 1 - p (think F1 0.8 -> 0.05) is refused at default limits."""
-    import mlbert.exporter.validate as v
+    import mlbert.batch.classifier as api
 
-    real = v.onnx_probabilities
+    real = api.load
     calls = []
 
-    def ruined(path, texts):
-        probs = real(path, texts)
+    def ruined(path, *args, **kwargs):
+        classifier = real(path, *args, **kwargs)
         calls.append(path)
-        return probs if len(calls) == 1 else 1.0 - probs  # the first call checks fp32
+        if len(calls) > 1:  # the first call checks fp32
+            honest = classifier.predict_proba
+            classifier.predict_proba = lambda texts, **kw: 1.0 - honest(texts, **kw)
+        return classifier
 
-    monkeypatch.setattr(v, "onnx_probabilities", ruined)
+    monkeypatch.setattr(api, "load", ruined)
     texts = _texts(60, seed=4)
     truth = _torch_probs(varied_checkpoint, texts) >= 0.5
     data = _write_wide_csv(tmp_path / "val.csv", texts, truth)

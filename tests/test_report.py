@@ -13,7 +13,8 @@ from mlbert.batch.modelfile import CheckpointConfig
 from mlbert.trainer.metrics import multilabel_metrics
 from mlbert.trainer.report import write_training_report
 from mlbert.trainer.report_metrics import metric_sets
-from mlbert.trainer.report_plots import PLOTS_DIR, PLOTS_INDEX, THRESHOLD_GRID, f1_threshold_curves, label_scores
+from mlbert.batch.decisions import THRESHOLD_GRID
+from mlbert.trainer.report_plots import PLOTS_DIR, PLOTS_INDEX, f1_threshold_curves, label_scores
 
 LABELS = ["anger", "joy", "sadness", "surprise", "fear", "love", "optimism"]
 THRESHOLDS = [0.3, 0.4, 0.6, 0.5, 0.45, 0.55, 0.35]

@@ -16,9 +16,10 @@ import numpy as np
 
 from ..batch.bucketing import make_batches
 from ..batch.errors import ModelFileError, first_line
+from ..batch.providers import CPU_PROVIDER
 
-# Padded tokens per batch when the caller names none (the CPU row of batch.providers).
-DEFAULT_TOKEN_BUDGET = 2048
+# Padded tokens per batch when the caller names none: the CPU's default, as for mlb-batch.
+DEFAULT_TOKEN_BUDGET = CPU_PROVIDER.token_budget
 
 
 def load_checkpoint(path: str, *, local_files_only: bool = False, require_fast: bool = True) -> Tuple[Any, Any]:

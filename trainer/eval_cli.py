@@ -16,10 +16,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import click
 
 from ..batch.cli_common import MlbCommand
+from ..batch.providers import token_budget_help
 from ..batch.errors import MlbError, UsageError
 
 from . import __version__
-from .options import labelled_data_options
+from .options import labelled_data_options, read_options
 
 
 def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_file: Optional[str] = None,
@@ -53,7 +54,7 @@ def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_f
               help="Where the models run.")
 @click.option("--threads", type=int, metavar="N", help="CPU threads (default: the CPUs this process may use).")
 @click.option("--token-budget", type=int, metavar="N", envvar="MLB_TOKEN_BUDGET",
-              help="Padded tokens per batch (default: 8192 on CPU, 65536 on CUDA).")
+              help=f"Padded tokens per batch (default: {token_budget_help()}, as mlb-batch).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 def cli(paths: Sequence[str], **kw: Any) -> None:
     """Score one model, or compare two, on labelled data.
@@ -90,7 +91,7 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
         load_eval_model(p, device=kw["device"], threads=kw["threads"], token_budget=kw["token_budget"])
         for p in model_paths
     ]
-    data = read_eval_data(data_path, models[0].label_names, label_names_file=kw["label_names_file"], **_read_options(kw))
+    data = read_eval_data(data_path, models[0].label_names, label_names_file=kw["label_names_file"], **read_options(kw))
     evaluations = [_evaluate(model, data, log) for model in models]
     if kw["json_path"] != "-":
         click.echo(format_report(evaluations), nl=False)
@@ -109,20 +110,6 @@ def _checked_paths(paths: Sequence[str], kw: Dict[str, Any]) -> List[str]:
     if kw["token_budget"] is not None and kw["token_budget"] < 1:
         raise UsageError(f"--token-budget must be a positive number of tokens, not {kw['token_budget']}")
     return list(paths)
-
-
-def _read_options(kw: Dict[str, Any]) -> Dict[str, Any]:
-    """``read_labelled_file`` keywords from the ``labelled_data_options`` values (label names apart)."""
-    return {
-        "format": kw["format_"],
-        "text_column": kw["text_column"],
-        "layout": kw["layout"],
-        "label_columns": kw["labels"],
-        "label_column": kw["label_column"],
-        "header": kw["header"],
-        "id_column": kw["id_column"],
-        "label_id_base": kw["label_id_base"],
-    }
 
 
 def _evaluate(model: Any, data: Any, log: Callable[[str], None]) -> Any:

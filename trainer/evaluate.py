@@ -27,6 +27,7 @@ from ..batch.preprocess import Preprocessing
 from ..batch.providers import default_token_budget
 from .checkpoint import checkpoint_probabilities, load_checkpoint
 from .metrics import multilabel_metrics
+from .report_metrics import MAIN_METRICS
 
 SETTINGS = ("model", "0.5")  # thresholds the table reports: the model's own, and 0.5
 
@@ -205,14 +206,8 @@ def evaluate_model(model: EvalModel, texts: Sequence[str], data_names: Sequence[
 
 # --------------------------------------------------------------------------- output
 
-SUMMARY = (
-    ("samples_jaccard", "samples Jaccard"),
-    ("micro_f1", "micro-F1"),
-    ("macro_f1", "macro-F1"),
-    ("exact_match", "exact match"),
-    ("micro_roc_auc", "micro ROC-AUC"),
-    ("macro_roc_auc", "macro ROC-AUC"),
-)
+# The summary metrics, in the order every table shows them.
+SUMMARY = MAIN_METRICS
 
 
 def _fmt(value: Any, width: int = 9, signed: bool = False) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
-from ..batch.errors import ModelFileError, UsageError
+from ..batch.errors import ModelFileError, UsageError, first_line
 
 
 def default_base_model() -> str:
@@ -129,9 +129,9 @@ def load_model_and_tokenizer(base: str, label_names: List[str]) -> Tuple[Any, An
     try:
         tokenizer, model, loading = _from_pretrained(base, label_names)
     except OSError as exc:
-        raise ModelFileError(f"{base}: cannot load the base model ({_first_line(exc)})") from None
+        raise ModelFileError(f"{base}: cannot load the base model ({first_line(exc)})") from None
     except (ValueError, KeyError) as exc:
-        raise ModelFileError(f"{base}: not a usable text model ({_first_line(exc)})") from None
+        raise ModelFileError(f"{base}: not a usable text model ({first_line(exc)})") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
     if not getattr(tokenizer, "is_fast", False):
@@ -167,5 +167,3 @@ def _head_is_new(model: Any, num_labels: int, loading: dict) -> bool:
     return layer is None or any(key.startswith(head + ".") or key == head for key in new_keys)
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

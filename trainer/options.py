@@ -6,7 +6,7 @@ the same help, wherever labelled data is read (in the manner of sqlite-utils' op
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Dict, Mapping, Sequence
 
 import click
 
@@ -59,3 +59,23 @@ def labelled_data_options(subject: str = "files", exclude: Sequence[str] = ()) -
 
     return decorate
 
+
+
+# Destination of each labelled-data option -> the ``read_labelled_file`` keyword it fills.
+READ_KEYWORDS = {
+    "format_": "format",
+    "header": "header",
+    "text_column": "text_column",
+    "id_column": "id_column",
+    "layout": "layout",
+    "labels": "label_columns",
+    "label_column": "label_column",
+    "label_id_base": "label_id_base",
+}
+
+
+def read_options(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """``read_labelled_file`` keywords from a command's ``labelled_data_options`` values (the label
+    names file apart: commands read it themselves); options left unset are left out."""
+    return {keyword: values[name] for name, keyword in READ_KEYWORDS.items()
+            if name in values and values[name] is not None}

@@ -15,13 +15,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..batch.decisions import THRESHOLD_GRID
+from .metrics import f1_scores, predict
 from .report_document import atomic_write
 from .report_metrics import MAIN_METRICS
+from .thresholds import label_f1_curves
 
 PLOTS_DIR = "report_plots"
 PLOTS_INDEX = "plots.json"
-# Thresholds on which the F1 curves are evaluated (the chosen threshold is added exactly).
-THRESHOLD_GRID = np.round(np.linspace(0.01, 0.99, 99), 4)
 
 
 @dataclass
@@ -50,39 +51,17 @@ def write_plots_index(report_dir: str, plots: Sequence[Plot]) -> str:
 
 
 def label_scores(y_true: np.ndarray, probabilities: np.ndarray, thresholds: Any) -> Dict[str, np.ndarray]:
-    """Per-label precision, recall, F1 and support when predicting ``probability >= threshold``.
-
-    Undefined precision/recall/F1 (no predicted or no true positives at all) count as 0,
-    the scikit-learn ``zero_division=0`` convention, so a silent label shows as a zero bar.
-    """
-    y = np.asarray(y_true) > 0.5
-    p = np.asarray(probabilities, dtype=np.float64)
-    t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (p.shape[1],))
-    pred = p >= t[None, :]
-    tp = (pred & y).sum(axis=0).astype(np.float64)
-    fp = (pred & ~y).sum(axis=0).astype(np.float64)
-    fn = (~pred & y).sum(axis=0).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": y.sum(axis=0).astype(np.int64)}
+    """Per-label precision, recall, F1 and support at ``thresholds`` (the metrics' own definitions:
+    an undefined value counts as 0, so a silent label shows as a zero bar)."""
+    y = (np.asarray(y_true) > 0.5).astype(np.int8)
+    scores = f1_scores(y, predict(probabilities, thresholds))
+    return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
+            "support": scores["support"].astype(np.int64)}
 
 
 def f1_threshold_curves(y_true: np.ndarray, probabilities: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
     """F1 of every label at every threshold of ``grid``: shape (labels, len(grid))."""
-    y = np.asarray(y_true) > 0.5
-    p = np.asarray(probabilities, dtype=np.float64)
-    curves = np.zeros((p.shape[1], len(grid)))
-    for j in range(p.shape[1]):
-        pred = p[:, j][:, None] >= grid[None, :]  # (n, T)
-        pos = y[:, j][:, None]
-        tp = (pred & pos).sum(axis=0)
-        fp = (pred & ~pos).sum(axis=0)
-        fn = (~pred & pos).sum(axis=0)
-        denom = 2 * tp + fp + fn
-        curves[j] = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return curves
+    return label_f1_curves(y_true, probabilities, grid).T
 
 
 def cooccurrence_matrix(y_true: np.ndarray) -> np.ndarray:

@@ -78,20 +78,30 @@ def _best(scores: np.ndarray) -> float:
     return float(candidates[np.argmin(np.abs(candidates - 0.5))])
 
 
-def _per_label_f1_thresholds(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    n_labels = y.shape[1]
-    out = np.full(n_labels, FALLBACK_THRESHOLD)
+def label_f1_curves(y_true: Any, probabilities: Any, grid: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
+    """Each label's F1 at each threshold of ``grid``: shape ``(len(grid), labels)``.
+
+    What the ``label-f1`` tuner maximises and the training report plots (F1 against threshold).
+    """
+    y = (np.asarray(y_true, dtype=np.float32) > 0.5).astype(np.int8)
+    p = np.asarray(probabilities, dtype=np.float64)
     # (grid, rows, labels) would be large for big validation sets; loop over the grid instead.
-    tp = np.zeros((len(THRESHOLD_GRID), n_labels))
-    fp = np.zeros((len(THRESHOLD_GRID), n_labels))
-    positives = y.sum(axis=0)
-    for g, t in enumerate(THRESHOLD_GRID):
+    tp = np.zeros((len(grid), y.shape[1]))
+    fp = np.zeros((len(grid), y.shape[1]))
+    for g, t in enumerate(grid):
         pred = decide(p, t)
         tp[g] = np.logical_and(pred, y == 1).sum(axis=0)
         fp[g] = np.logical_and(pred, y == 0).sum(axis=0)
-    fn = positives[None, :] - tp
+    fn = y.sum(axis=0)[None, :] - tp
     denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+
+
+def _per_label_f1_thresholds(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    n_labels = y.shape[1]
+    out = np.full(n_labels, FALLBACK_THRESHOLD)
+    positives = y.sum(axis=0)
+    f1 = label_f1_curves(y, p)
     for j in range(n_labels):
         if positives[j] > 0:
             out[j] = _best(f1[:, j])
