@@ -11,10 +11,10 @@ from mlbert.batch.errors import InputError, UsageError
 from mlbert.trainer.data import (
     hold_out,
     labels_without_positives,
-    read_dataset_splits,
     read_label_names_file,
     read_labelled_file,
 )
+from mlbert.trainer.hub_data import read_dataset_splits
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEMEVAL = FIXTURES / "semeval_ec_sample.tsv"

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..batch import columns as column_rules
-from ..batch.errors import InputError, UsageError, first_line
+from ..batch.errors import InputError, UsageError
 
 # Rows looked at to decide which columns hold the text and the labels.
 DETECT_SAMPLE = 2000
@@ -56,8 +56,24 @@ class LabelledData:
         )
 
 
+@dataclass(frozen=True)
+class LabelLayout:
+    """Where the text, ids and labels are (the labelled-data options; None: let ``batch.columns`` decide).
+
+    ``label_columns``: wide layout, one 0/1 column per label. ``label_column``: list layout,
+    one column of names or ids, where ids start at ``label_id_base`` (0 for GoEmotions, 1 for XED).
+    """
+
+    text_column: Optional[str] = None
+    layout: str = "auto"
+    label_columns: Optional[Sequence[str]] = None
+    label_column: Optional[str] = None
+    id_column: Optional[str] = None
+    label_id_base: int = 0
+
+
 @dataclass
-class _Table:
+class InMemoryTable:
     """Rows in memory with their 1-based data row numbers; internal to this module."""
 
     source: str
@@ -93,7 +109,7 @@ def read_label_names_file(path: str) -> List[str]:
     return lines
 
 
-def _read_file(path: str, format: Optional[str], header: Optional[bool]) -> _Table:
+def _read_file(path: str, format: Optional[str], header: Optional[bool]) -> InMemoryTable:
     """Every row of a file through the runtime's readers (the format registry decides the reader)."""
     from ..batch.readers import open_table
 
@@ -110,7 +126,7 @@ def _read_file(path: str, format: Optional[str], header: Optional[bool]) -> _Tab
             for key in row.values:
                 if key not in columns:
                     columns.append(key)
-    return _Table(path, columns, rows, has_header)
+    return InMemoryTable(path, columns, rows, has_header)
 
 
 # --------------------------------------------------------------------------- label parsing
@@ -169,14 +185,14 @@ def _check_text(value: Any, source: str, row: int, column: str) -> str:
     return value
 
 
-def _texts_and_ids(table: _Table, text_col: str, id_col: Optional[str]) -> Tuple[List[str], Optional[List[str]]]:
+def _texts_and_ids(table: InMemoryTable, text_col: str, id_col: Optional[str]) -> Tuple[List[str], Optional[List[str]]]:
     texts = [_check_text(values.get(text_col), table.source, number, text_col) for number, values in table.rows]
     if id_col is None:
         return texts, None
     return texts, ["" if values.get(id_col) is None else str(values.get(id_col)) for _, values in table.rows]
 
 
-def _wide_labels(table: _Table, wide_cols: List[str], label_names: Optional[Sequence[str]],
+def _wide_labels(table: InMemoryTable, wide_cols: List[str], label_names: Optional[Sequence[str]],
                  named_by_option: bool) -> Tuple[List[str], np.ndarray]:
     """Label names and the 0/1 matrix of a wide-layout table (one column per label)."""
     source = table.source
@@ -239,7 +255,7 @@ def _label_index(item: Any, known: List[str], index: Dict[str, int], label_id_ba
     return index[item]
 
 
-def _list_labels(table: _Table, list_col: str, label_names: Optional[Sequence[str]],
+def _list_labels(table: InMemoryTable, list_col: str, label_names: Optional[Sequence[str]],
                  label_id_base: int) -> Tuple[List[str], np.ndarray]:
     """Label names and the 0/1 matrix of a list-layout table (one column of names or ids)."""
     source = table.source
@@ -253,38 +269,28 @@ def _list_labels(table: _Table, list_col: str, label_names: Optional[Sequence[st
     return known, labels
 
 
-def _labelled_from_table(
-    table: _Table,
-    *,
-    text_column: Optional[str],
-    layout: str,
-    label_columns: Optional[Sequence[str]],
-    label_column: Optional[str],
-    label_names: Optional[Sequence[str]],
-    id_column: Optional[str],
-    label_id_base: int,
-) -> LabelledData:
+def labelled_from_table(table: InMemoryTable, where: LabelLayout, label_names: Optional[Sequence[str]]) -> LabelledData:
     """Decide the columns (``batch.columns``, the rule every command shares), then read texts and labels."""
     source = table.source
     if not table.rows:
         raise InputError("no data rows (empty split)", source)
     all_rows = [values for _, values in table.rows]
     sample = all_rows[:DETECT_SAMPLE]
-    text_col = column_rules.text_column(table.columns, sample, explicit=text_column, source=source)
-    id_col = column_rules.id_column(table.columns, explicit=id_column, exclude=[text_col], source=source)
-    where = column_rules.label_columns(
-        table.columns, sample, taken=[text_col, id_col], layout=layout, wide=label_columns,
-        list_column=label_column, names_known=bool(label_names), source=source,
+    text_col = column_rules.text_column(table.columns, sample, explicit=where.text_column, source=source)
+    id_col = column_rules.id_column(table.columns, explicit=where.id_column, exclude=[text_col], source=source)
+    found = column_rules.label_columns(
+        table.columns, sample, taken=[text_col, id_col], layout=where.layout, wide=where.label_columns,
+        list_column=where.label_column, names_known=bool(label_names), source=source,
     )
-    if id_col is None and where.list_column is not None and not id_column:
-        id_col = column_rules.unique_leftover_column(table.columns, [text_col, where.list_column], all_rows)
+    if id_col is None and found.list_column is not None and not where.id_column:
+        id_col = column_rules.unique_leftover_column(table.columns, [text_col, found.list_column], all_rows)
     texts, ids = _texts_and_ids(table, text_col, id_col)
-    if where.wide is not None:
-        names, labels = _wide_labels(table, where.wide, label_names, named_by_option=bool(label_columns))
+    if found.wide is not None:
+        names, labels = _wide_labels(table, found.wide, label_names, named_by_option=bool(where.label_columns))
     else:
-        assert where.list_column is not None
+        assert found.list_column is not None
         known = label_names or table.schema_label_names
-        names, labels = _list_labels(table, where.list_column, known, label_id_base)
+        names, labels = _list_labels(table, found.list_column, known, where.label_id_base)
     return LabelledData(texts, labels, names, ids, source)
 
 
@@ -295,130 +301,19 @@ def read_labelled_file(
     path: str,
     *,
     format: Optional[str] = None,
-    text_column: Optional[str] = None,
-    layout: str = "auto",
-    label_columns: Optional[Sequence[str]] = None,
-    label_column: Optional[str] = None,
-    label_names: Optional[Sequence[str]] = None,
     header: Optional[bool] = None,
-    id_column: Optional[str] = None,
-    label_id_base: int = 0,
+    label_names: Optional[Sequence[str]] = None,
+    **layout: Any,
 ) -> LabelledData:
     """Read one labelled split from a CSV/TSV/JSONL/Parquet file (optionally .gz).
 
-    ``label_names`` fixes the label set and order (from ``--label-names`` or from the train
-    split); list-layout integer ids index it (``label_id_base`` is the first id, 0 for
-    GoEmotions, 1 for XED). Raises ``InputError`` naming the file and row for anything
-    that would otherwise be guessed or dropped.
+    ``layout`` takes ``LabelLayout``'s fields (text_column, layout, label_columns,
+    label_column, id_column, label_id_base). ``label_names`` fixes the label set and order
+    (from ``--label-names`` or from the train split); list-layout integer ids index it.
+    Raises ``InputError`` naming the file and row for anything that would otherwise be
+    guessed or dropped.
     """
-    table = _read_file(path, format, header)
-    return _labelled_from_table(
-        table,
-        text_column=text_column,
-        layout=layout,
-        label_columns=label_columns,
-        label_column=label_column,
-        label_names=label_names,
-        id_column=id_column,
-        label_id_base=label_id_base,
-    )
-
-
-SPLIT_ALIASES = {
-    "train": ("train", "training"),
-    "validation": ("validation", "valid", "dev", "val", "development"),
-    "test": ("test", "testing"),
-}
-
-
-def _schema_label_names(features: Any, column: Optional[str]) -> Optional[List[str]]:
-    """ClassLabel names from a datasets feature (``Sequence(ClassLabel)`` or ``ClassLabel``)."""
-    if column is None or features is None or column not in features:
-        return None
-    feature = features[column]
-    inner = getattr(feature, "feature", None)
-    if isinstance(feature, list) and feature:
-        inner = feature[0]
-    for candidate in (feature, inner):
-        names = getattr(candidate, "names", None)
-        if names:
-            return list(names)
-    return None
-
-
-def read_dataset_splits(
-    name: str,
-    config: Optional[str] = None,
-    *,
-    text_column: Optional[str] = None,
-    layout: str = "auto",
-    label_columns: Optional[Sequence[str]] = None,
-    label_column: Optional[str] = None,
-    label_names: Optional[Sequence[str]] = None,
-    id_column: Optional[str] = None,
-    label_id_base: int = 0,
-) -> Dict[str, LabelledData]:
-    """Read train/validation/test from a hub dataset (``name``, ``config``) or a ``save_to_disk`` folder.
-
-    Returns a dict with the key ``train`` and, when the dataset has them, ``validation``
-    and ``test`` (``dev``/``valid`` count as validation). Label names come from the
-    dataset's ``ClassLabel`` schema when it has one (hub ``go_emotions``), so ids need
-    no names file there. The train split decides the labels; the others must agree.
-    """
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover
-        raise UsageError("reading datasets needs the datasets package: pip install 'mlbert[train]'") from None
-
-    try:
-        if os.path.isdir(name):
-            loaded = datasets.load_from_disk(name)
-        else:
-            loaded = datasets.load_dataset(name, config)
-    except FileNotFoundError as exc:
-        raise InputError(f"dataset not found ({first_line(exc)})", name) from None
-    except Exception as exc:  # hub errors come in many types; one line is what the user needs
-        raise InputError(f"cannot load dataset{' config ' + repr(config) if config else ''}: {first_line(exc)}",
-                         name) from None
-    if isinstance(loaded, datasets.Dataset):
-        loaded = datasets.DatasetDict({"train": loaded})
-
-    found: Dict[str, Any] = {}
-    for role, aliases in SPLIT_ALIASES.items():
-        for alias in aliases:
-            if alias in loaded:
-                found[role] = (alias, loaded[alias])
-                break
-    if "train" not in found:
-        raise InputError(f"dataset has no train split (splits: {', '.join(loaded.keys())})", name)
-
-    label = f"{name}{':' + config if config else ''}"
-    result: Dict[str, LabelledData] = {}
-    names = list(label_names) if label_names else None
-    for role in ("train", "validation", "test"):
-        if role not in found:
-            continue
-        split_name, ds = found[role]
-        columns = list(ds.column_names)
-        data = ds.to_dict()
-        rows = [(i + 1, {c: data[c][i] for c in columns}) for i in range(ds.num_rows)]
-        table = _Table(f"{label}[{split_name}]", columns, rows, True)
-        if names is None:
-            guess_col = label_column or next((c for c in columns if c.lower() in column_rules.LABEL_COLUMN_NAMES), None)
-            table.schema_label_names = _schema_label_names(ds.features, guess_col)
-        split = _labelled_from_table(
-            table,
-            text_column=text_column,
-            layout=layout,
-            label_columns=label_columns,
-            label_column=label_column,
-            label_names=names,
-            id_column=id_column,
-            label_id_base=label_id_base,
-        )
-        names = split.label_names
-        result[role] = split
-    return result
+    return labelled_from_table(_read_file(path, format, header), LabelLayout(**layout), label_names)
 
 
 def hold_out(data: LabelledData, fraction: float, seed: int) -> Tuple[LabelledData, LabelledData]:

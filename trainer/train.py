@@ -31,7 +31,8 @@ import numpy as np
 
 from ..batch.errors import InputError, MlbError, UsageError
 
-from .data import LabelledData, hold_out, labels_without_positives, read_dataset_splits, read_label_names_file, read_labelled_file
+from .data import LabelledData, hold_out, labels_without_positives, read_label_names_file, read_labelled_file
+from .hub_data import read_dataset_splits
 from .head import default_base_model, load_model_and_tokenizer, start_new_head
 from .hf_trainer import (
     EvaluationProbabilities,
