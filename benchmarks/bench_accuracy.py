@@ -32,7 +32,7 @@ ANCHORS = [
 ]
 
 
-def run_accuracy(checkpoint: Path, fp32: Path, int8: Path, data: Path = c.DATA_DIR / "test.tsv",
+def run_accuracy(checkpoint: Path, fp32: Path, int8: Path, data: Path = c.DATA_DIR / "test.tsv.gz",
                  limit: Optional[int] = None) -> Dict[str, Any]:
     """Metrics for each model kind at 0.5 and at its saved thresholds, plus int8 - fp32 deltas."""
     from mlbert.trainer.data import read_labelled_file

@@ -7,8 +7,8 @@ tokenizing, inference and writing included.
 \b
 Usage:
     python benchmarks/bench_batch.py --model fp32=model.onnx --model int8=model-int8.onnx
-    python benchmarks/bench_batch.py --make-models /tmp/bench-models   # packaged MiniLM, random 28-label head
-    python benchmarks/bench_batch.py --make-models /tmp/bm --rows 100000 --rows 10000 --write-doc
+    python benchmarks/bench_batch.py --make-models runs/bench-models   # packaged MiniLM, random 28-label head
+    python benchmarks/bench_batch.py --make-models runs/bench-models --rows 100000 --rows 10000 --write-doc
 
 ``--make-models`` needs the export extras (torch, transformers, optimum); the timed runs
 need only the runtime. Speed does not depend on whether the head is trained, so a random
@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "goemotions" / "test.tsv"
 DOC = REPO / "runs" / "BENCHMARKS-batch.md"  # a scratch table; docs/BENCHMARKS.md is the published one
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model_name, make_input  # noqa: E402  (the suite's shared helpers)
+from common import DATA_DIR, cpu_model_name, make_input  # noqa: E402  (the suite's shared helpers)
+
+DEFAULT_DATA = DATA_DIR / "test.tsv.gz"
 
 
 def make_models(folder: Path, labels_file: Optional[Path]) -> Dict[str, Path]:

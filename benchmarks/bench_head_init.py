@@ -43,7 +43,8 @@ VARIANTS = (
 def run_variant(flags: List[str], steps: int, eval_rows: int, folder: Path) -> Dict[str, Any]:
     data = c.DATA_DIR
     cmd = [sys.executable, "-m", "mlbert.trainer",
-           "--train", str(data / "train.tsv"), "--validation", str(data / "dev.tsv"), "--test", str(data / "test.tsv"),
+           "--train", str(data / "train.tsv.gz"), "--validation", str(data / "dev.tsv.gz"),
+           "--test", str(data / "test.tsv.gz"),
            "--label-names", str(data / "emotions.txt"), "--limit-eval", str(eval_rows),
            "--max-steps", str(steps), "--eval-steps", str(steps), "-o", str(folder), "--overwrite", *flags]
     result = c.run_child(cmd)

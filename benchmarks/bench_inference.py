@@ -326,7 +326,7 @@ def padding_alternatives(lengths, max_length: int) -> List[Dict[str, Any]]:
 
 def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows: Optional[int], big_rows: Optional[int],
                   repeats: int, big_repeats: int, contenders: Sequence[str], timeout: float = 1800.0,
-                  data: Path = c.DATA_DIR / "test.tsv", recipe_rows: Optional[int] = None) -> Dict[str, Any]:
+                  data: Path = c.DATA_DIR / "test.tsv.gz", recipe_rows: Optional[int] = None) -> Dict[str, Any]:
     """All contenders on the test file (``rows`` cut, None = all), then the fast ones on ``big_rows``.
 
     ``recipe_rows``: run the recipe on the first N rows only. Its cost per row is the same
@@ -348,7 +348,7 @@ def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows:
     results: Dict[str, Any] = {"flops": flops, "max_length": max_length, "sets": {}, "data": str(data),
                                "source_rows": n_source}
     for set_name, n_rows, names, reps in sets:
-        path = c.make_input(data, n_rows, work) if n_rows != n_source else data
+        path = c.make_input(data, n_rows, work)  # plain TSV, also at the source's own size (data may be .gz)
         lengths = np.resize(source_lengths, n_rows)  # the file is the source repeated / cut
         real = int(lengths.sum())
         useful = c.flops_for(flops, float(real), float((lengths.astype(np.float64) ** 2).sum()))
@@ -556,7 +556,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--multiple", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--fp32", type=Path)
     parser.add_argument("--int8", type=Path)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/mlb-bench"))
+    parser.add_argument("--work", type=Path, default=c.WORK_DIR)
     parser.add_argument("--quick", action="store_true", help="500 rows, 1 repeat, no big file")
     parser.add_argument("--rows", type=int)
     parser.add_argument("--big-rows", type=int, default=100_000)

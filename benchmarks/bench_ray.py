@@ -7,8 +7,8 @@ that the Ray engine's output file is byte-identical to the local engine's.
 
 \b
 Usage:
-    python benchmarks/bench_ray.py --model /tmp/bm/minilm-int8.onnx --rows 200 --rows 5000 --write-doc
-    python benchmarks/bench_ray.py --make-models /tmp/bm --rows 5000     # packaged MiniLM, random head
+    python benchmarks/bench_ray.py --model runs/bench-models/int8.onnx --rows 200 --rows 5000 --write-doc
+    python benchmarks/bench_ray.py --make-models runs/bench-models --rows 5000     # packaged MiniLM, random head
 
 Each run is one ``python -m mlbert.batch`` process (``bench_batch.run_once``): wall seconds from
 start to exit, Ray start-up included; peak RSS is the driver process's only (Ray's raylet
@@ -85,8 +85,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if base_seconds is None:
                     base_seconds = r["seconds"]
                 if produced != reference:  # keep the evidence
-                    keep = Path(tempfile.gettempdir()) / f"bench-ray-mismatch-{rows}-{len(results)}"
-                    keep.mkdir(exist_ok=True)
+                    keep = REPO / "runs" / f"bench-ray-mismatch-{rows}-{len(results)}"
+                    keep.mkdir(parents=True, exist_ok=True)
                     (keep / "reference.jsonl").write_bytes(reference)
                     (keep / "ray.jsonl").write_bytes(produced)
                     print(f"mismatch kept in {keep}", file=sys.stderr)

@@ -52,10 +52,10 @@ def recipe_worker(args) -> Dict[str, Any]:
 
     torch.set_num_threads(available_cpus())
     names = c.label_names(args.data)
-    train = read_labelled_file(str(args.data / "train.tsv"), label_names=names)
+    train = read_labelled_file(str(args.data / "train.tsv.gz"), label_names=names)
     idx = c.seeded_sample(len(train.texts), args.train_rows, SEED)
-    val = read_labelled_file(str(args.data / "dev.tsv"), label_names=names)
-    test = read_labelled_file(str(args.data / "test.tsv"), label_names=names)
+    val = read_labelled_file(str(args.data / "dev.tsv.gz"), label_names=names)
+    test = read_labelled_file(str(args.data / "test.tsv.gz"), label_names=names)
     base = default_base_model()
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(SEED)
@@ -116,8 +116,8 @@ def run_training(work: Path, *, train_rows: int, epochs: float, eval_rows: int, 
 
     c.log(f"training: mlb-train defaults, {train_rows} rows, {epochs} epoch(s)")
     out = work / "mlb-train"
-    cmd = [sys.executable, "-m", "mlbert.trainer", "--train", str(data / "train.tsv"), "--validation", str(data / "dev.tsv"),
-           "--test", str(data / "test.tsv"), "--label-names", str(data / "emotions.txt"),
+    cmd = [sys.executable, "-m", "mlbert.trainer", "--train", str(data / "train.tsv.gz"), "--validation", str(data / "dev.tsv.gz"),
+           "--test", str(data / "test.tsv.gz"), "--label-names", str(data / "emotions.txt"),
            "--limit-train", str(train_rows), "--limit-eval", str(eval_rows), "--epochs", str(epochs),
            "--seed", str(SEED), "--device", "cpu", "-o", str(out), "--overwrite"]
     r = c.run_child(cmd, timeout=timeout)
@@ -184,8 +184,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--train-rows", type=int, default=2000)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--eval-rows", type=int, default=1000)
-    parser.add_argument("--output", type=Path, default=Path("/tmp/mlb-bench/training/recipe"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/mlb-bench/training"))
+    parser.add_argument("--output", type=Path, default=c.WORK_DIR / "training" / "recipe")
+    parser.add_argument("--work", type=Path, default=c.WORK_DIR / "training")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(recipe_worker(args)), flush=True)

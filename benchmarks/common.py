@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import gzip
 import json
 import os
 import platform
@@ -20,10 +21,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("MLB_GOEMOTIONS", REPO.parent / "shared" / "data" / "goemotions"))
+# GoEmotions as shipped in the repository (gzip-compressed headerless TSV; data/goemotions/README.md).
+DATA_DIR = Path(os.environ.get("MLB_GOEMOTIONS", REPO / "data" / "goemotions"))
+# Scratch space for inputs, outputs, models and training runs (runs/ is gitignored).
+WORK_DIR = REPO / "runs" / "bench"
 
 csv.field_size_limit(1 << 24)
 
@@ -42,10 +46,17 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------- data
 
 
+def open_text(path: Path) -> TextIO:
+    """A UTF-8 text file, gzip-compressed when its name ends in .gz (as the shipped data is)."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, "r", encoding="utf-8", newline="")
+
+
 def read_tsv_texts(path: Path, limit: Optional[int] = None) -> List[str]:
-    """Column 1 of a headerless GoEmotions-style TSV (CSV quoting, tab separated)."""
+    """Column 1 of a headerless GoEmotions-style TSV (CSV quoting, tab separated), optionally .gz."""
     texts: List[str] = []
-    with open(path, "r", encoding="utf-8", newline="") as f:
+    with open_text(path) as f:
         for row in csv.reader(f, delimiter="\t"):
             texts.append(row[0] if row else "")
             if limit is not None and len(texts) >= limit:
@@ -58,11 +69,14 @@ def label_names(data_dir: Path = DATA_DIR) -> List[str]:
 
 
 def make_input(source: Path, rows: int, folder: Path) -> Path:
-    """``source`` (headerless TSV, one row per line) repeated or cut to exactly ``rows`` rows."""
-    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-    path = folder / f"{source.stem}-{rows}.tsv"
+    """``source`` (headerless TSV, one row per line, optionally .gz) repeated or cut to exactly
+    ``rows`` rows, written uncompressed so that every contender reads the same plain file."""
+    stem = source.name.removesuffix(".gz").removesuffix(".tsv")
+    path = folder / f"{stem}-{rows}.tsv"
     if path.exists():
         return path
+    with open_text(source) as f:
+        lines = f.read().splitlines(keepends=True)
     with path.open("w", encoding="utf-8") as f:
         written = 0
         while written < rows:

@@ -5,7 +5,7 @@ built-in check measured, for fp32 and dynamic int8. Size and fp32 parity do not 
 whether the head is trained; int8's F1 effect does, so for that see
 benchmarks/export_goemotions.sh on a fine-tuned model.
 
-Usage: .venv/bin/python benchmarks/export_base_model.py [--labels 11] [--out DIR]
+Usage: .venv/bin/python benchmarks/export_base_model.py [--labels 11] [--out DIR]  (default DIR: runs/export-base-model)
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=int, default=11)
-    parser.add_argument("--out", default=None, help="keep the checkpoint and files here (default: a temp folder)")
+    parser.add_argument("--out", default=os.path.join(REPO, "runs", "export-base-model"),
+                        help="the checkpoint and files go here (default: runs/export-base-model)")
     args = parser.parse_args()
 
     import torch
@@ -31,7 +32,7 @@ def main() -> None:
 
     from mlbert.exporter.export import export_model
 
-    out = args.out or tempfile.mkdtemp(prefix="mlb-export-bench-")
+    out = args.out
     names = [f"label_{i}" for i in range(args.labels)]
     base = get_model_path()
     torch.manual_seed(0)

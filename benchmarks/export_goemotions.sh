@@ -5,13 +5,13 @@
 # Usage: benchmarks/export_goemotions.sh [RUN_DIR] [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${MLB_GOEMOTIONS:-../shared/data/goemotions}
+DATA=${MLB_GOEMOTIONS:-data/goemotions}
 RUN=${1:-runs/goemotions}
 OUT=${2:-runs/goemotions-export}
 mkdir -p "$OUT"
 for mode in none int8; do
   start=$(date +%s)
-  .venv/bin/mlb-export "$RUN" "$OUT/model-$mode.onnx" --quantize "$mode" --validate-on "$DATA/test.tsv" \
+  .venv/bin/mlb-export "$RUN" "$OUT/model-$mode.onnx" --quantize "$mode" --validate-on "$DATA/test.tsv.gz" \
     2>&1 | tee "$OUT/export-$mode.log"
   echo "export --quantize $mode: $(( $(date +%s) - start )) s, $(stat -c %s "$OUT/model-$mode.onnx") bytes" | tee -a "$OUT/export-$mode.log"
 done

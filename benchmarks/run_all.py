@@ -47,7 +47,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    "it holds a model; --quick without one uses a random head)")
     p.add_argument("--fp32", type=Path, help="fp32 ONNX from mlb-export (default: export into WORK/models)")
     p.add_argument("--int8", type=Path, help="int8 ONNX from mlb-export --quantize int8 (default: export into WORK/models)")
-    p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "mlb-bench",
+    p.add_argument("--work", type=Path, default=c.WORK_DIR,
                    help="scratch folder: inputs, outputs, exported models, training runs [default: %(default)s]")
     p.add_argument("--data", type=Path, default=c.DATA_DIR, help="GoEmotions folder [default: %(default)s]")
     p.add_argument("--quick", action="store_true", help="smoke run: small sizes, 1 repeat; does not touch docs/")
@@ -290,13 +290,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["inference"] = bench_inference.run_inference(
             models["checkpoint"], models["fp32"], models["int8"], a.work / "inference", rows=a.rows,
             big_rows=a.big_rows or None, repeats=a.repeats, big_repeats=a.big_repeats,
-            contenders=list(bench_inference.CONTENDERS), data=a.data / "test.tsv", recipe_rows=a.recipe_rows)
+            contenders=list(bench_inference.CONTENDERS), data=a.data / "test.tsv.gz", recipe_rows=a.recipe_rows)
         print(bench_inference.report(results["inference"], results["peaks"]), flush=True)
     if "accuracy" not in a.skip and models["trained"]:
         import bench_accuracy
 
         results["accuracy"] = bench_accuracy.run_accuracy(models["checkpoint"], models["fp32"], models["int8"],
-                                                          data=a.data / "test.tsv", limit=a.accuracy_rows)
+                                                          data=a.data / "test.tsv.gz", limit=a.accuracy_rows)
         print(bench_accuracy.report(results["accuracy"]), flush=True)
     if "training" not in a.skip:
         import bench_training

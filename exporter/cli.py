@@ -54,7 +54,7 @@ def cli(**kwargs: Any) -> None:
       mlb-export run/ model.onnx
     \b
     int8 for CPU serving, gated on F1 measured on labelled data (GoEmotions test):
-      mlb-export run/ model-int8.onnx --quantize int8 --validate-on data/goemotions/test.tsv
+      mlb-export run/ model-int8.onnx --quantize int8 --validate-on data/goemotions/test.tsv.gz
     \b
     Any Hugging Face checkpoint with problem_type "multi_label_classification":
       mlb-export path/to/hf-checkpoint model.onnx --max-length 256

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end in a few minutes on a CPU: train -> export (int8, checked) -> classify a file -> evaluate.
 #
-#   scripts/quickstart.sh                       # GoEmotions from ../shared/data/goemotions, 2,000 training rows
+#   scripts/quickstart.sh                       # GoEmotions shipped in data/goemotions, 2,000 training rows
 #   scripts/quickstart.sh --dataset sem_eval_2018_task_1 --dataset-config subtask5.english   # any mlb-train data options
 #
 # Everything lands in runs/quickstart/. Set MLB_QUICKSTART_ROWS to train on more rows.
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 OUT=runs/quickstart
-DATA=${MLB_GOEMOTIONS:-../shared/data/goemotions}
+DATA=data/goemotions
 ROWS=${MLB_QUICKSTART_ROWS:-2000}
 mkdir -p "$OUT"
 
@@ -17,9 +17,9 @@ if [ "$#" -gt 0 ]; then
   DATA_OPTIONS=("$@")
   CLASSIFY_INPUT=""
 else
-  DATA_OPTIONS=(--train "$DATA/train.tsv" --validation "$DATA/dev.tsv" --test "$DATA/test.tsv"
+  DATA_OPTIONS=(--train "$DATA/train.tsv.gz" --validation "$DATA/dev.tsv.gz" --test "$DATA/test.tsv.gz"
                 --label-names "$DATA/emotions.txt")
-  CLASSIFY_INPUT="$DATA/test.tsv"
+  CLASSIFY_INPUT="$DATA/test.tsv.gz"
 fi
 
 run() { printf '\n$ %s\n' "$*" >&2; "$@"; }
@@ -30,7 +30,7 @@ run $BIN/mlb-export "$OUT/model" "$OUT/model.onnx"
 if [ -n "$CLASSIFY_INPUT" ]; then
   # int8 is written only if it keeps micro-F1/Jaccard within 1 point (macro-F1 1.5) of PyTorch on dev.
   run $BIN/mlb-export "$OUT/model" "$OUT/model.int8.onnx" --quantize int8 \
-      --validate-on "$DATA/dev.tsv" --validate-limit 1000
+      --validate-on "$DATA/dev.tsv.gz" --validate-limit 1000
 else
   run $BIN/mlb-export "$OUT/model" "$OUT/model.int8.onnx" --quantize int8
 fi
@@ -39,5 +39,5 @@ if [ -n "$CLASSIFY_INPUT" ]; then
       -o "$OUT/test-labels.jsonl" || [ $? -eq 3 ]
   printf '\nFirst records of %s:\n' "$OUT/test-labels.jsonl" >&2
   head -n 3 "$OUT/test-labels.jsonl"
-  run $BIN/mlb-eval "$OUT/model.int8.onnx" "$DATA/test.tsv" --label-names "$DATA/emotions.txt"
+  run $BIN/mlb-eval "$OUT/model.int8.onnx" "$DATA/test.tsv.gz" --label-names "$DATA/emotions.txt"
 fi

@@ -1,15 +1,22 @@
-"""Shared fixtures: tiny random BERT checkpoints and ONNX files built offline in the session.
+"""Shared fixtures: tiny random BERT checkpoints and ONNX files built offline in the session,
+the committed golden model, and the GoEmotions files shipped in data/.
 
 Nothing here downloads: the tokenizer is a WordPiece built from a small vocabulary and
 the model is ``BertForSequenceClassification`` from a config with random weights.
+
+Module level imports only what the runtime has (stdlib, numpy, pytest): tests/runtime/ runs
+under this file in a virtual environment without torch, transformers, optimum or onnx
+(scripts/test_runtime_only.sh), so those are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 from pathlib import Path
+from typing import Any, Dict
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,7 +26,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLB_RAISE_ERRORS", "")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+GOEMOTIONS = REPO_ROOT / "data" / "goemotions"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+# Made by scripts/make_golden_model.py and committed: runtime tests need no exporter.
+GOLDEN_MODEL = FIXTURES / "golden.onnx"
+GOLDEN_EXPECTED = FIXTURES / "golden_expected.json"
+# Bytes of the golden model that tests damage in place, keeping lengths so that the protobuf
+# stays valid and no onnx package is needed: the metadata entry holding the mlb header
+# (StringStringEntryProto: field 1, 3 bytes, "mlb", then field 2) and the tokenizer checksum.
+HEADER_ENTRY = b"\x0a\x03mlb\x12"
+TOKENIZER_CHECKSUM = b'"tokenizer":{"format":"huggingface-tokenizers-json","sha256":"'
 
 TINY_LABELS = ["anger", "joy", "sadness", "surprise"]
 
@@ -115,40 +131,62 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.exists():
-        pytest.skip("../shared/data is not beside this checkout")
-    return SHARED_DATA
+def goemotions_data() -> Path:
+    """The GoEmotions train/dev/test files shipped in data/goemotions (gzip-compressed TSV)."""
+    return GOEMOTIONS
+
+
+@pytest.fixture(scope="session")
+def golden_model() -> Path:
+    """The committed tiny model (4 labels, max length 64, scores that differ from text to text)."""
+    return GOLDEN_MODEL
+
+
+@pytest.fixture(scope="session")
+def golden() -> Dict[str, Any]:
+    """What PyTorch said about the golden model: per text, probabilities and labels."""
+    return json.loads(GOLDEN_EXPECTED.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def expected(golden) -> Dict[str, np.ndarray]:
+    """The golden model's PyTorch probabilities by raw text."""
+    return {row["text"]: np.array(row["probabilities"], dtype=np.float32) for row in golden["rows"]}
+
+
+def damaged_model_files(source: Path, folder: Path) -> Dict[str, Path]:
+    """Broken stand-ins for the model file ``source``, by kind, written into ``folder``."""
+    data = source.read_bytes()
+    assert data.count(HEADER_ENTRY) == 1 and data.count(TOKENIZER_CHECKSUM) == 1
+    start = data.index(TOKENIZER_CHECKSUM) + len(TOKENIZER_CHECKSUM)
+    flipped = b"0" if data[start:start + 1] != b"0" else b"1"
+    contents = {
+        "not-onnx": b"this is not a model\n",
+        "truncated": data[: len(data) // 2],
+        "headerless": data.replace(HEADER_ENTRY, b"\x0a\x03xyz\x12"),  # a valid ONNX file, no mlb entry
+        "checksum": data[:start] + flipped + data[start + 1:],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"missing": folder / "missing.onnx", "folder": folder / "a-folder.onnx"}
+    paths["folder"].mkdir(exist_ok=True)
+    for kind, content in contents.items():
+        paths[kind] = folder / f"{kind}.onnx"
+        paths[kind].write_bytes(content)
+    return paths
 
 
 def export_tiny_onnx(checkpoint: Path, folder: Path, name: str = "model.onnx") -> Path:
     """Export a checkpoint to one ONNX file with an mlb header, the way users do (mlb-export).
 
-    The only place tests make ONNX files; ``exporter.export.export_model`` also verifies
-    the file against PyTorch on its built-in sample before writing it. A copy without the
-    mlb header is left at ``folder/optimum/model.onnx`` (what a plain optimum export gives)
-    for tests of headerless files.
+    ``exporter.export.export_model`` also verifies the file against PyTorch on its built-in
+    sample before writing it.
     """
-    import onnx
-
     from mlbert.exporter.export import export_model
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     export_model(str(checkpoint), str(path))
-    headerless = onnx.load(str(path))
-    kept = [p for p in headerless.metadata_props if p.key != "mlb"]
-    del headerless.metadata_props[:]
-    headerless.metadata_props.extend(kept)
-    (folder / "optimum").mkdir(exist_ok=True)
-    onnx.save(headerless, str(folder / "optimum" / "model.onnx"))
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    """A read-only tiny ONNX model with an mlb header, exported once per session."""
-    return export_tiny_onnx(tiny_checkpoint, tmp_path_factory.mktemp("tiny_onnx"))
 
 
 def write_varied_checkpoint(source: Path, folder: Path, seed: int = 1, std: float = 0.3) -> Path:
@@ -175,7 +213,8 @@ def write_varied_checkpoint(source: Path, folder: Path, seed: int = 1, std: floa
 
 @pytest.fixture(scope="session")
 def varied_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    """Like ``tiny_onnx`` but with scores that differ clearly from text to text."""
+    """A tiny ONNX model exported in the session, scores differing clearly from text to text;
+    its checkpoint lies beside it (``parent / "checkpoint"``) for tests that compare the two."""
     base = tmp_path_factory.mktemp("varied_onnx")
     checkpoint = write_varied_checkpoint(tiny_checkpoint, base / "checkpoint")
     return export_tiny_onnx(checkpoint, base)

@@ -153,7 +153,7 @@ def test_usage(capsys):
     assert code == 2 and "give MODEL DATA or MODEL MODEL2 DATA" in err
     code, out, _ = run(["--help"], capsys)
     first_block = out.split("on labelled data.", 1)[1].strip().split("\n\n")[0]
-    assert code == 0 and "mlb-eval model.onnx data/goemotions/test.tsv" in first_block  # help opens with an example
+    assert code == 0 and "mlb-eval model.onnx data/goemotions/test.tsv.gz" in first_block  # help opens with an example
     code, out, _ = run(["--version"], capsys)
     assert code == 0 and "mlb-eval" in out
 

@@ -297,12 +297,12 @@ def test_help_is_fast_and_does_not_import_torch():
 
 
 @pytest.mark.slow
-def test_real_minilm_on_a_goemotions_slice(shared_data, tmp_path, capsys):
+def test_real_minilm_on_a_goemotions_slice(goemotions_data, tmp_path, capsys):
     """The packaged MiniLM fine-tuned briefly on 300 real GoEmotions rows (minutes on 2 cores)."""
-    go = shared_data / "goemotions"
+    go = goemotions_data
     out = tmp_path / "go-real"
     code, stdout, stderr = run_cli(
-        ["--train", go / "train.tsv", "--validation", go / "dev.tsv", "--test", go / "test.tsv",
+        ["--train", go / "train.tsv.gz", "--validation", go / "dev.tsv.gz", "--test", go / "test.tsv.gz",
          "--label-names", go / "emotions.txt", "--limit-train", "300", "--limit-eval", "200",
          "--max-steps", "10", "-o", out],
         capsys,

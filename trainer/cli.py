@@ -83,8 +83,8 @@ def cli(**kwargs: Any) -> None:
 
     \b
     GoEmotions (TSV without header, label ids, names file), a quick run:
-      mlb-train --train data/goemotions/train.tsv --validation data/goemotions/dev.tsv \\
-        --test data/goemotions/test.tsv --label-names data/goemotions/emotions.txt \\
+      mlb-train --train data/goemotions/train.tsv.gz --validation data/goemotions/dev.tsv.gz \\
+        --test data/goemotions/test.tsv.gz --label-names data/goemotions/emotions.txt \\
         --limit-train 500 --max-steps 20 -o goemotions-smoke
 
     \b

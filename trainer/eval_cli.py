@@ -61,7 +61,7 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
 
     \b
     An exported file on the GoEmotions test split (TSV, label ids, names file):
-      mlb-eval model.onnx data/goemotions/test.tsv --label-names data/goemotions/emotions.txt
+      mlb-eval model.onnx data/goemotions/test.tsv.gz --label-names data/goemotions/emotions.txt
 
     \b
     Is the int8 file as good as the checkpoint it came from? (B - A deltas)

@@ -1,8 +1,10 @@
-"""onnxruntime side: model file errors, devices, threads, and batching that changes no answer."""
+"""onnxruntime side: the golden model against PyTorch, model file errors, devices, threads,
+and batching that changes no answer."""
 
 import numpy as np
 import pytest
 
+from conftest import damaged_model_files
 from mlbert.batch.encoder import Encoder
 from mlbert.batch.errors import MlbError, ModelFileError, UsageError
 from mlbert.batch.cpus import available_cpus, cgroup_cpu_quota
@@ -19,9 +21,28 @@ TEXTS = [
     "yes yes yes",
 ]
 
+def test_probabilities_and_labels_match_pytorch(golden_model, golden):
+    """The runtime, fed raw texts the way mlb-batch feeds them, reproduces PyTorch's reference."""
+    model = load_model(str(golden_model), "cpu", threads=1)
+    header = model.header
+    assert header.label_names == golden["label_names"]
+    assert header.thresholds == pytest.approx(golden["thresholds"])
+    assert header.preprocessing.to_dict() == golden["preprocessing"]
+    rows = golden["rows"]
+    texts = header.preprocessing.apply([row["text"] for row in rows])
+    assert texts == [row["preprocessed"] for row in rows]
+    got = Predictor(model, token_budget=256).predict(texts)
+    reference = np.array([row["probabilities"] for row in rows], dtype=np.float32)
+    np.testing.assert_allclose(got, reference, atol=golden["tolerance"], rtol=0)
+    thresholds = np.array(header.thresholds)
+    labels = [[n for n, on in zip(header.label_names, row >= thresholds) if on] for row in got]
+    assert labels == [row["labels"] for row in rows]
+    # The texts really differ, so a mix-up of rows could not pass unnoticed.
+    assert len({tuple(row) for row in labels}) >= 4
 
-def test_bucketed_results_equal_one_by_one_in_input_order(varied_onnx):
-    model = load_model(str(varied_onnx), "cpu", threads=1)
+
+def test_bucketed_results_equal_one_by_one_in_input_order(golden_model):
+    model = load_model(str(golden_model), "cpu", threads=1)
     texts = TEXTS * 5
     bucketed = Predictor(model, token_budget=64).predict(texts)  # many small batches, mixed lengths
     big = Predictor(model, token_budget=100_000).predict(texts)  # one batch
@@ -33,51 +54,35 @@ def test_bucketed_results_equal_one_by_one_in_input_order(varied_onnx):
     assert np.abs(singles[0] - singles[1]).max() > 0.05
 
 
-def test_truncation_to_the_models_max_length(varied_onnx):
-    model = load_model(str(varied_onnx), "cpu", threads=1)
+def test_truncation_to_the_models_max_length(golden_model):
+    model = load_model(str(golden_model), "cpu", threads=1)
     encoded = Encoder(model.header).encode(["love " * 500, "hi"])
     assert encoded.lengths.tolist()[0] == model.header.max_length == 64
     assert encoded.input_ids.shape == (2, 64)
 
 
-def test_header_is_read_from_the_onnx_metadata(tiny_onnx):
-    model = load_model(str(tiny_onnx), "cpu")
+def test_header_is_read_from_the_onnx_metadata(golden_model):
+    model = load_model(str(golden_model), "cpu")
     assert model.header.label_names == ["anger", "joy", "sadness", "surprise"]
+    assert model.header.max_length == 64
     assert model.provider == "CPUExecutionProvider"
     assert set(model.header.input_names) <= {"input_ids", "attention_mask", "token_type_ids"}
     Predictor(model, 8192).warm_up()
 
 
-def test_not_onnx_truncated_and_headerless_files_are_clear_errors(tmp_path, tiny_onnx):
-    text = tmp_path / "notes.onnx"
-    text.write_text("this is not a model\n")
-    with pytest.raises(ModelFileError, match="not a readable ONNX model"):
-        load_model(str(text), "cpu")
-    data = tiny_onnx.read_bytes()
-    truncated = tmp_path / "truncated.onnx"
-    truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="truncated|damaged|cannot load"):
-        load_model(str(truncated), "cpu")
-    headerless = tiny_onnx.parent / "optimum" / "model.onnx"  # the export before the header is attached
-    with pytest.raises(ModelFileError, match="no mlb header.*mlb-export"):
-        load_model(str(headerless), "cpu")
-    with pytest.raises(ModelFileError, match="not found"):
-        load_model(str(tmp_path / "missing.onnx"), "cpu")
-    with pytest.raises(ModelFileError, match="folder"):
-        load_model(str(tmp_path), "cpu")
-
-
-def test_damaged_header_is_a_clear_error(tmp_path, tiny_onnx):
-    import onnx
-
-    model = onnx.load(str(tiny_onnx))
-    for prop in model.metadata_props:
-        if prop.key == "mlb":
-            prop.value = prop.value.replace('"sha256":"', '"sha256":"00', 1)
-    damaged = tmp_path / "damaged.onnx"
-    onnx.save(model, str(damaged))
-    with pytest.raises(ModelFileError, match="checksum"):
-        load_model(str(damaged), "cpu")
+@pytest.mark.parametrize("kind,message", [
+    ("not-onnx", "not a readable ONNX model"),
+    ("truncated", "truncated|damaged|cannot load"),
+    ("headerless", "no mlb header.*mlb-export"),
+    ("checksum", "tokenizer's checksum does not match"),
+    ("missing", "model file not found"),
+    ("folder", "is a folder"),
+])
+def test_damaged_missing_and_headerless_files_are_clear_errors(tmp_path, golden_model, kind, message):
+    path = damaged_model_files(golden_model, tmp_path)[kind]
+    with pytest.raises(ModelFileError, match=message) as info:
+        load_model(str(path), "cpu")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_no_model_says_how_to_get_one():
@@ -85,20 +90,20 @@ def test_no_model_says_how_to_get_one():
         load_model(None)
 
 
-def test_cuda_fails_clearly_without_a_gpu(tiny_onnx):
+def test_cuda_fails_clearly_without_a_gpu(golden_model):
     import onnxruntime
 
     try:
-        session = onnxruntime.InferenceSession(str(tiny_onnx), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(golden_model), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
         if session.get_providers()[0] == "CUDAExecutionProvider":
             pytest.skip("this machine has a working CUDA provider")
     except Exception:
         pass
     with pytest.raises(MlbError, match="--device cuda.*--device cpu") as info:
-        load_model(str(tiny_onnx), "cuda")
+        load_model(str(golden_model), "cuda")
     assert "\n" not in str(info.value)
     # auto falls back to the CPU and says so through the provider.
-    assert load_model(str(tiny_onnx), "auto").provider == "CPUExecutionProvider"
+    assert load_model(str(golden_model), "auto").provider == "CPUExecutionProvider"
 
 
 def test_threads_follow_cgroup_quota(tmp_path):

@@ -48,9 +48,9 @@ def inbox(tmp_path):
     return folder
 
 
-def test_folder_gives_one_output_per_input_equal_to_single_runs(inbox, tmp_path, varied_onnx):
+def test_folder_gives_one_output_per_input_equal_to_single_runs(inbox, tmp_path, golden_model):
     out = tmp_path / "out"
-    result = run([inbox, "-o", f"{out}/"], varied_onnx)
+    result = run([inbox, "-o", f"{out}/"], golden_model)
     assert result.exit_code == 3, result.stderr  # b.jsonl has two bad rows
     assert "3 files: 3 written" in result.stderr and "ignored 1 file(s)" in result.stderr and "notes.md" in result.stderr
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == [
@@ -60,7 +60,7 @@ def test_folder_gives_one_output_per_input_equal_to_single_runs(inbox, tmp_path,
     assert [len(records(out / n)) for n in ("a.jsonl", "b.jsonl", "c.jsonl")] == [4, 6, 4]
     for name, source in (("a.jsonl", "a.csv"), ("b.jsonl", "b.jsonl"), ("c.jsonl", "c.txt.gz")):
         single = tmp_path / f"single-{name}"
-        assert run([inbox / source, "-o", single], varied_onnx).exit_code in (0, 3)
+        assert run([inbox / source, "-o", single], golden_model).exit_code in (0, 3)
         assert (out / name).read_bytes() == single.read_bytes()
     bad = [r for r in records(out / "b.jsonl") if "error" in r]
     assert [(r["row"], r["error"]) for r in bad][1] == (6, "empty text") and bad[0]["row"] == 3
@@ -68,12 +68,12 @@ def test_folder_gives_one_output_per_input_equal_to_single_runs(inbox, tmp_path,
     assert marker["rows"] == 6 and marker["errors"] == 2
 
 
-def test_second_run_skips_done_files_and_redoes_changed_ones(inbox, tmp_path, varied_onnx):
+def test_second_run_skips_done_files_and_redoes_changed_ones(inbox, tmp_path, golden_model):
     out = tmp_path / "out"
-    assert run([inbox, "-o", f"{out}/"], varied_onnx).exit_code == 3
+    assert run([inbox, "-o", f"{out}/"], golden_model).exit_code == 3
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl")}
 
-    again = run([inbox, "-o", f"{out}/"], varied_onnx)
+    again = run([inbox, "-o", f"{out}/"], golden_model)
     assert again.exit_code == 0, again.stderr  # nothing done this time, so no row errors
     assert "0 written, 3 already done" in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl")} == stamps
@@ -81,60 +81,60 @@ def test_second_run_skips_done_files_and_redoes_changed_ones(inbox, tmp_path, va
     # A changed input, an output deleted by hand, and other thresholds each force a redo.
     write_csv(inbox / "a.csv", TEXTS[:2])
     (out / "c.jsonl").unlink()
-    third = run([inbox, "-o", f"{out}/"], varied_onnx)
+    third = run([inbox, "-o", f"{out}/"], golden_model)
     assert third.exit_code == 0 and "2 written, 1 already done" in third.stderr  # b (bad rows) skipped
     assert len(records(out / "a.jsonl")) == 2 and len(records(out / "c.jsonl")) == 4
     assert (out / "b.jsonl").stat().st_mtime_ns == stamps["b.jsonl"]
-    assert "3 written" in run([inbox, "-o", f"{out}/", "--threshold", "0.3"], varied_onnx).stderr
-    assert "3 written" in run([inbox, "-o", f"{out}/", "--threshold", "0.3", "--redo"], varied_onnx).stderr
+    assert "3 written" in run([inbox, "-o", f"{out}/", "--threshold", "0.3"], golden_model).stderr
+    assert "3 written" in run([inbox, "-o", f"{out}/", "--threshold", "0.3", "--redo"], golden_model).stderr
 
 
-def test_glob_and_files_with_csv_output(inbox, tmp_path, varied_onnx):
+def test_glob_and_files_with_csv_output(inbox, tmp_path, golden_model):
     out = tmp_path / "labels"
-    result = run([str(inbox / "*.csv"), inbox / "c.txt.gz", "-o", f"{out}/", "--output-format", "csv"], varied_onnx)
+    result = run([str(inbox / "*.csv"), inbox / "c.txt.gz", "-o", f"{out}/", "--output-format", "csv"], golden_model)
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in out.glob("*.csv")) == ["a.csv", "c.csv"]
     assert (out / "a.csv").read_text().splitlines()[0].startswith("id,row,labels,")
 
 
-def test_a_bad_file_is_reported_and_the_others_still_run(inbox, tmp_path, varied_onnx):
+def test_a_bad_file_is_reported_and_the_others_still_run(inbox, tmp_path, golden_model):
     (inbox / "d.csv.gz").write_text("id,text\n1,not gzip at all\n")
     out = tmp_path / "out"
-    result = run([inbox, "-o", f"{out}/"], varied_onnx)
+    result = run([inbox, "-o", f"{out}/"], golden_model)
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "d.csv.gz" in errors[0] and "Traceback" not in result.output
     assert "3 written" in result.stderr and "1 failed" in result.stderr
     assert not (out / "d.jsonl").exists() and not (out / "d.jsonl.done").exists()
     # Next run: only the failed file is tried again.
-    again = run([inbox, "-o", f"{out}/"], varied_onnx)
+    again = run([inbox, "-o", f"{out}/"], golden_model)
     assert again.exit_code == 1 and "0 written, 3 already done, 1 failed" in again.stderr
 
 
-def test_a_locked_output_is_exit_4_and_the_others_are_written(inbox, tmp_path, varied_onnx):
+def test_a_locked_output_is_exit_4_and_the_others_are_written(inbox, tmp_path, golden_model):
     out = tmp_path / "out"
     out.mkdir()
     with OutputLock(str(out / "b.jsonl")):
-        result = run([inbox, "-o", f"{out}/"], varied_onnx)
+        result = run([inbox, "-o", f"{out}/"], golden_model)
     assert result.exit_code == 4 and "another mlb-batch run" in result.stderr
     assert (out / "a.jsonl").exists() and (out / "c.jsonl").exists() and not (out / "b.jsonl").exists()
-    assert run([inbox, "-o", f"{out}/"], varied_onnx).exit_code == 3  # b now, with its bad rows
+    assert run([inbox, "-o", f"{out}/"], golden_model).exit_code == 3  # b now, with its bad rows
 
 
-def test_one_input_to_a_folder_and_usage_errors(inbox, tmp_path, varied_onnx):
+def test_one_input_to_a_folder_and_usage_errors(inbox, tmp_path, golden_model):
     out = tmp_path / "one"
-    assert run([inbox / "a.csv", "-o", f"{out}/"], varied_onnx).exit_code == 0
+    assert run([inbox / "a.csv", "-o", f"{out}/"], golden_model).exit_code == 0
     assert (out / "a.jsonl").exists() and (out / "a.jsonl.done").exists()
 
-    result = run([inbox, "-o", tmp_path / "x.jsonl"], varied_onnx)
+    result = run([inbox, "-o", tmp_path / "x.jsonl"], golden_model)
     assert result.exit_code == 2 and "need an output folder" in result.stderr
     (tmp_path / "dup").mkdir()
     (tmp_path / "dup" / "a.tsv").write_text("id\ttext\n1\thi\n")
-    result = run([inbox / "a.csv", tmp_path / "dup" / "a.tsv", "-o", f"{tmp_path}/o2/"], varied_onnx)
+    result = run([inbox / "a.csv", tmp_path / "dup" / "a.tsv", "-o", f"{tmp_path}/o2/"], golden_model)
     assert result.exit_code == 2 and "would both write" in result.stderr
-    result = run(["-", "-o", f"{tmp_path}/o3/"], varied_onnx, input="hello\n")
+    result = run(["-", "-o", f"{tmp_path}/o3/"], golden_model, input="hello\n")
     assert result.exit_code == 2 and "stdin" in result.stderr
-    result = run([str(tmp_path / "nothing-*.csv"), "-o", f"{tmp_path}/o4/"], varied_onnx)
+    result = run([str(tmp_path / "nothing-*.csv"), "-o", f"{tmp_path}/o4/"], golden_model)
     assert result.exit_code == 2 and "no file matches" in result.stderr
 
 
