@@ -140,7 +140,7 @@ def pick_id_columns(table: Table, explicit: Sequence[str], text_column: str) -> 
     return [found] if found is not None else [ROW_ID]
 
 
-def _chunks(rows: Iterator[Row], size: int) -> Iterator[List[Row]]:
+def chunks_of(rows: Iterator[Row], size: int) -> Iterator[List[Row]]:
     while True:
         chunk = list(islice(rows, size))
         if not chunk:
@@ -322,7 +322,7 @@ class BatchJob:
         assert classifier is not None
         rows = table.rows()
         self._skip_rows_done(rows, table, resume_point)
-        for chunk in _chunks(rows, self.options.chunk_size):
+        for chunk in chunks_of(rows, self.options.chunk_size):
             numbers, ids, row_errors, texts = split_chunk(chunk, text_column, id_columns)
             probabilities = classifier.predict_proba(texts, chunk_size=None)
             self._publish_chunk(output, formatter, ChunkResult(numbers, ids, row_errors, probabilities), len(texts),

@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from .errors import MlbError, UsageError, first_line, raise_errors
-from .pipeline import BatchJob, BatchOptions, _chunks, parse_thresholds, split_chunk
+from .pipeline import BatchJob, BatchOptions, chunks_of, parse_thresholds, split_chunk
 from .cpus import available_cpus
 from .classifier import Classifier, load
 from .writers import ChunkResult
@@ -281,7 +281,7 @@ class RayBatchJob(BatchJob):
                                     len(texts), table, on_progress, after_chunk)
             window.clear()
 
-        for chunk in _chunks(rows, self.options.chunk_size):
+        for chunk in chunks_of(rows, self.options.chunk_size):
             window.append(split_chunk(chunk, text_column, id_columns))
             if len(window) >= self.pool.window_chunks:
                 flush()

@@ -258,8 +258,16 @@ def format_report(evaluations: Sequence[Evaluation]) -> str:
         lines.append(f"{name:<{width}}" + "".join(cells))
     lines.append("")
 
+    lines += _per_label_lines(evaluations)
+    return "\n".join(lines) + "\n"
+
+
+def _per_label_lines(evaluations: Sequence[Evaluation]) -> List[str]:
+    """The per-label table: one model's precision/recall/F1, or two models side by side with the F1 delta."""
+    a = evaluations[0]
     label_width = max([len(x) for x in a.model.label_names] + [5]) + 2
-    if two:
+    lines = []
+    if len(evaluations) == 2:
         lines.append(f"{'label':<{label_width}}{'support':>8}" + "".join(
             f"{h:>9}" for h in ("A thr", "B thr", "A P", "B P", "A R", "B R", "A F1", "B F1", "F1 B-A", "A F1@.5",
                                 "B F1@.5")))
@@ -274,15 +282,15 @@ def format_report(evaluations: Sequence[Evaluation]) -> str:
                                              pa["recall"], pb["recall"], pa["f1"], pb["f1"]))
                 + _fmt(_delta(pa["f1"], pb["f1"]), signed=True) + _fmt(ha["f1"]) + _fmt(hb["f1"])
             )
-    else:
-        lines.append(f"{'label':<{label_width}}{'support':>8}" + "".join(
-            f"{h:>10}" for h in ("threshold", "precision", "recall", "F1", "ROC-AUC", "F1 @0.5")))
-        for name in a.model.label_names:
-            p = a.metrics["model"]["per_label"][name]
-            h = a.metrics["0.5"]["per_label"][name]
-            lines.append(f"{name:<{label_width}}{p['support']:>8}" + "".join(
-                _fmt(v, 10) for v in (p["threshold"], p["precision"], p["recall"], p["f1"], p["roc_auc"], h["f1"])))
-    return "\n".join(lines) + "\n"
+        return lines
+    lines.append(f"{'label':<{label_width}}{'support':>8}" + "".join(
+        f"{h:>10}" for h in ("threshold", "precision", "recall", "F1", "ROC-AUC", "F1 @0.5")))
+    for name in a.model.label_names:
+        p = a.metrics["model"]["per_label"][name]
+        h = a.metrics["0.5"]["per_label"][name]
+        lines.append(f"{name:<{label_width}}{p['support']:>8}" + "".join(
+            _fmt(v, 10) for v in (p["threshold"], p["precision"], p["recall"], p["f1"], p["roc_auc"], h["f1"])))
+    return lines
 
 
 def to_json(evaluations: Sequence[Evaluation]) -> Dict[str, Any]:
