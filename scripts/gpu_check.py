@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_env  # noqa: E402
 import gpu_parts  # noqa: E402
 import gpu_report  # noqa: E402
-from gpu_measure import (agreement, classify, cuda_refusal, export, make_data, pipeline_run,  # noqa: E402
-                         score, train)
+from gpu_measure import (agreement, classify, cuda_provider, cuda_refusal, export, make_data,  # noqa: E402
+                         pipeline_run, score, train)
 from gpu_run import BUNDLE_HOME, CPU, GPU, REPO, Check, StepError, first_line  # noqa: E402
 
 # --------------------------------------------------------------------------- setting up
@@ -90,6 +90,8 @@ def run_steps(chk: Check) -> None:
     checkpoint, fp32, fp16 = w / "train-accel", w / "model.fp32.onnx", w / "model.fp16.onnx"
     r = chk.results
     r["stack"] = chk.step("stack", [], 10, lambda: chk.worker("stack", device=s.accelerator))
+    if gpu:
+        r["cuda_provider"] = chk.step("cuda-provider", [], 10, lambda: cuda_provider(chk))
     r["data"] = chk.step("data", [], 5, lambda: make_data(chk))
     r["train_accelerator"] = chk.step("train-accel", ["data"], 60, lambda: train(chk, s.accelerator, checkpoint, s.steps))
     r["export_fp32"] = chk.step("export-fp32", ["train-accel"], 30, lambda: export(chk, checkpoint, fp32, False))

@@ -9,11 +9,36 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import gpu_env
 from gpu_run import BATCH_SIZE, DATA, SUMMARY, Check, StepError, last_line
+
+def nvidia_library_dirs() -> List[str]:
+    """Folders of the CUDA libraries that pip's nvidia-* wheels put beside this Python's packages."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    found = set()
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        found.update(str(p.parent) for p in Path(location).glob("*/lib/*.so*"))
+    return sorted(found)
+
+
+def cuda_provider(chk: Check) -> Dict[str, Any]:
+    """onnxruntime's CUDA provider as installed (onnxruntime.preload_dlls finds the nvidia-* libraries); when it
+    does not start that way, again with the libraries on LD_LIBRARY_PATH for the rest of the run, saying so."""
+    model = str(gpu_env.REPO / "tests" / "fixtures" / "golden.onnx")
+    try:
+        return {"preloaded": True, **chk.worker("provider", model=model)}
+    except StepError as exc:
+        first = str(exc)
+    dirs = nvidia_library_dirs()
+    chk.env["LD_LIBRARY_PATH"] = os.pathsep.join(dirs + [os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    return {"preloaded": False, "preload_error": first, "ld_library_path": dirs, **chk.worker("provider", model=model)}
+
 
 def make_data(chk: Check) -> Dict[str, Any]:
     """``--rows`` GoEmotions rows (train, dev, test, then again from the start) as JSON lines; texts and labels apart."""

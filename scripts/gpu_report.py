@@ -124,6 +124,15 @@ def _agreement(results: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _provider_line(found: Optional[Dict[str, Any]]) -> str:
+    if not found:
+        return "-"
+    if found.get("preloaded"):
+        return f"started as installed ({found.get('provider')}, libraries found by onnxruntime.preload_dlls)"
+    return (f"started only with torch's CUDA libraries on LD_LIBRARY_PATH ({found.get('provider')}); as installed it "
+            f"said: {found.get('preload_error')}")
+
+
 def render(results: Dict[str, Any], brief: bool = False) -> str:
     steps = [(s["name"], s["status"], s.get("seconds"), s.get("error", "")) for s in results.get("steps", [])]
     lines = ["## Targets", ""] + table(("target", "measured", "met"), targets(results))
@@ -140,6 +149,7 @@ def render(results: Dict[str, Any], brief: bool = False) -> str:
                 for k, v in (results.get("stack") or {}).items() if isinstance(v, dict)),
             f"- onnxruntime providers: {_fmt(_get(results, 'stack', 'onnxruntime_providers'))}; torch CUDA: "
             f"{_fmt(_get(results, 'stack', 'torch_device'))} (bf16: {_fmt(_get(results, 'stack', 'torch_bf16'))})",
+            f"- onnxruntime's CUDA provider: {_provider_line(results.get('cuda_provider'))}",
             f"- base model: {results.get('base_model')}; bundle: {_fmt(_get(results, 'install', 'bundle'))}",
             f"- whole run: {results.get('elapsed_seconds')} s", ""]
     exports = [(e["file"], e["megabytes"], e["seconds"]) for e in (results.get(k) for k in ("export_fp32", "export_fp16")) if e]

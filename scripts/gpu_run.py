@@ -94,9 +94,11 @@ class Check:
             try:
                 value = fn()
                 record.update(status="ok")
-            except (StepError, gpu_parts.PartError, OSError, ValueError, KeyError) as exc:
+            except Exception as exc:  # recorded, and the run goes on: one lent GPU, one try
                 value = None
-                record.update(status="failed", error=first_line(exc))
+                known = isinstance(exc, (StepError, gpu_parts.PartError, OSError))
+                record.update(status="failed",
+                              error=first_line(exc) if known else f"{type(exc).__name__}: {first_line(exc)}")
             record["seconds"] = round(time.monotonic() - began, 1)
             print(f"[{time.monotonic() - self.started:6.0f} s] {name}: {record['status']} "
                   f"({record['seconds']} s){' ' + record.get('error', '') if 'error' in record else ''}", flush=True)
@@ -167,7 +169,10 @@ class Check:
         if self.in_process:
             import gpu_workers
 
-            return gpu_workers.WORKERS[name](**arguments)
+            try:
+                return gpu_workers.WORKERS[name](**arguments)
+            except Exception as exc:  # as a worker process would report it: one line
+                raise StepError(f"worker {name}: {type(exc).__name__}: {first_line(exc)}") from None
         try:
             done = subprocess.run([sys.executable, str(Path(__file__).with_name("gpu_workers.py")), name,
                                    json.dumps(arguments)], capture_output=True, text=True,

@@ -121,7 +121,17 @@ def stack(device: str) -> Dict[str, Any]:
     return out
 
 
-WORKERS = {"scored": scored, "pipelined": pipelined, "stack": stack}
+def provider(model: str) -> Dict[str, Any]:
+    """Start ``model`` with ``--device cuda`` as mlb-batch does (fails with its one-line reason) and score two texts."""
+    from mlbert.batch.classifier import load
+
+    classifier = load(model, "cuda")
+    probabilities = classifier.predict_proba(["I am so happy", "this is terrible"])
+    return {"provider": classifier.provider, "token_budget": classifier.token_budget,
+            "finite": bool(np.isfinite(probabilities).all())}
+
+
+WORKERS = {"scored": scored, "pipelined": pipelined, "stack": stack, "provider": provider}
 
 
 def main(argv: List[str]) -> int:

@@ -84,6 +84,15 @@ def test_no_step_starts_past_the_time_budget(tmp_path):
     assert check.status("train-cpu") == "skipped"
 
 
+def test_without_a_usable_cuda_provider_the_check_retries_with_the_library_path_and_says_why(tmp_path):
+    import gpu_measure
+
+    check = gpu_run.Check(gpu_run.GPU, out=tmp_path, work=tmp_path)
+    with pytest.raises(gpu_run.StepError, match=r"worker provider exited 1: .*--device cuda"):
+        gpu_measure.cuda_provider(check)
+    assert "LD_LIBRARY_PATH" in check.env  # the second try had torch's CUDA libraries on the path
+
+
 def test_launchers_run_the_working_tree_without_an_install(tmp_path):
     """On the GPU machine nothing is pip-installed: links mirror setup.cfg's package_dir, launchers its console scripts."""
     shim = gpu_env.package_links(gpu_env.REPO, tmp_path / "src")
