@@ -54,7 +54,8 @@ class Provider:
 CPU_PROVIDER = Provider("cpu", CPU, DEFAULT_TOKEN_BUDGET_CPU)
 PROVIDERS: Tuple[Provider, ...] = (
     Provider("cuda", CUDA, DEFAULT_TOKEN_BUDGET_CUDA, full_warm_up=True,
-             needs="matching CUDA and cuDNN libraries (pip install 'mlbert[cuda]', or the nvidia-* wheels it lists)",
+             needs="the CUDA and cuDNN libraries it was built for (pip install 'mlbert[cuda]' brings them as "
+                   "nvidia-* wheels)",
              preload=preload_cuda_libraries),
     CPU_PROVIDER,  # last: the fallback of auto
 )
