@@ -5,7 +5,7 @@ plus carried folders), has no package index, and keeps files only while it stays
 it lacks (onnxruntime-gpu, the pinned transformers stack, the base model) is packed here
 into one ``.tar.xz`` (scripts/gpu_prepare.py), cut into parts, and each call carries one
 part folder: the part plus ``manifest.json`` with every part's sha256. There, ``receive``
-checks a part and moves it out of the repository into ``STASH`` (a part that does not
+checks a part and copies it out of the repository into ``STASH`` (a part that does not
 match is refused with one line, so that call can simply be sent again); the last call joins
 the parts, checks the whole bundle's sha256 and unpacks it. Stdlib only: it runs before
 anything is installed there.
@@ -99,7 +99,7 @@ def stash_folder(manifest: Dict[str, Any], stash: Path = STASH) -> Path:
 
 
 def receive(folder: Path, stash: Path = STASH) -> List[str]:
-    """Check the parts in ``folder`` against its manifest and move them to the stash; returns what is still missing."""
+    """Check the parts in ``folder`` against its manifest and copy them to the stash; returns what is still missing."""
     manifest = read_manifest(folder)
     target = stash_folder(manifest, stash)
     target.mkdir(parents=True, exist_ok=True)
@@ -108,8 +108,8 @@ def receive(folder: Path, stash: Path = STASH) -> List[str]:
         raise PartError(f"{folder}: holds no part named in its manifest")
     for part in arrived:
         check_part(folder / part["name"], part)
-    for part in arrived:
-        shutil.move(str(folder / part["name"]), str(target / part["name"]))
+    for part in arrived:  # copied, not moved: a rehearsal here keeps its transfer folders intact
+        shutil.copyfile(folder / part["name"], target / part["name"])
     (target / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return missing_parts(manifest, target)
 
@@ -119,9 +119,10 @@ def missing_parts(manifest: Dict[str, Any], folder: Path) -> List[str]:
 
 
 def stashed_manifests(stash: Path = STASH) -> List[Dict[str, Any]]:
-    """The manifests of the bundles whose parts have started to arrive here."""
+    """The manifests of the bundles whose parts have started to arrive here, the latest last."""
     found = []
-    for folder in sorted(stash.glob("*/")) if stash.is_dir() else []:
+    folders = sorted(stash.glob("*/"), key=lambda p: (p / MANIFEST).stat().st_mtime if (p / MANIFEST).exists() else 0)
+    for folder in folders if stash.is_dir() else []:
         try:
             found.append(read_manifest(folder))
         except PartError:

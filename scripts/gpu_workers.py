@@ -107,7 +107,8 @@ def stack(device: str) -> Dict[str, Any]:
     for name in ("mlbert", "torch", "transformers", "tokenizers", "onnxruntime", "optimum", "accelerate", "numpy"):
         try:
             module = importlib.import_module(name)
-            out[name] = {"version": getattr(module, "__version__", None), "from": os.path.dirname(module.__file__)}
+            where = os.path.dirname(module.__file__) if getattr(module, "__file__", None) else list(module.__path__)[0]
+            out[name] = {"version": getattr(module, "__version__", None), "from": where}
         except Exception as exc:  # recorded, not raised: the steps that need it say more
             out[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
     import onnxruntime
