@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, replace
@@ -55,9 +56,12 @@ def install_bundle(chk: Check) -> Dict[str, Any]:
         return {"bundle": None, "note": "no parts were received: this environment's packages are used"}
     complete = [m for m in manifests if not gpu_parts.missing_parts(m, gpu_parts.stash_folder(m))]
     manifest = complete[-1] if complete else manifests[-1]
-    folder = gpu_parts.stash_folder(manifest)
-    bundle = gpu_parts.join(manifest, folder, BUNDLE_HOME / manifest["bundle"])
-    root = gpu_parts.unpack(bundle, BUNDLE_HOME / "bundle")
+    root, marker = BUNDLE_HOME / "bundle", BUNDLE_HOME / "bundle" / ".sha256"
+    if not (marker.is_file() and marker.read_text() == manifest["sha256"]):  # else unpacked by an earlier run
+        bundle = gpu_parts.join(manifest, gpu_parts.stash_folder(manifest), BUNDLE_HOME / manifest["bundle"])
+        shutil.rmtree(root, ignore_errors=True)
+        gpu_parts.unpack(bundle, root)
+        marker.write_text(manifest["sha256"])
     site = root / "site"
     linked = gpu_env.link_nvidia_libraries(site)
     chk.env["PYTHONPATH"] = os.pathsep.join(filter(None, [chk.env.get("PYTHONPATH"), str(site)]))

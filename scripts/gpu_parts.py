@@ -19,7 +19,7 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 MANIFEST = "manifest.json"
 STASH = Path(os.environ.get("MLB_GPU_STASH", "/tmp/mlb-gpu/parts"))
@@ -93,12 +93,12 @@ def check_part(path: Path, expected: Dict[str, Any]) -> None:
         raise PartError(f"{path.name}: sha256 does not match the manifest (damaged in transfer): send that call again")
 
 
-def stash_folder(manifest: Dict[str, Any], stash: Path = STASH) -> Path:
+def stash_folder(manifest: Dict[str, Any], stash: Optional[Path] = None) -> Path:
     """Where this bundle's parts wait: one folder per bundle checksum, so two preparations never mix."""
-    return stash / manifest["sha256"][:16]
+    return (stash or STASH) / manifest["sha256"][:16]
 
 
-def receive(folder: Path, stash: Path = STASH) -> List[str]:
+def receive(folder: Path, stash: Optional[Path] = None) -> List[str]:
     """Check the parts in ``folder`` against its manifest and copy them to the stash; returns what is still missing."""
     manifest = read_manifest(folder)
     target = stash_folder(manifest, stash)
@@ -118,8 +118,9 @@ def missing_parts(manifest: Dict[str, Any], folder: Path) -> List[str]:
     return [p["name"] for p in manifest["parts"] if not (folder / p["name"]).is_file()]
 
 
-def stashed_manifests(stash: Path = STASH) -> List[Dict[str, Any]]:
+def stashed_manifests(stash: Optional[Path] = None) -> List[Dict[str, Any]]:
     """The manifests of the bundles whose parts have started to arrive here, the latest last."""
+    stash = stash or STASH
     found = []
     folders = sorted(stash.glob("*/"), key=lambda p: (p / MANIFEST).stat().st_mtime if (p / MANIFEST).exists() else 0)
     for folder in folders if stash.is_dir() else []:

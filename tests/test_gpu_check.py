@@ -140,6 +140,24 @@ def test_parts_travel_one_per_folder_and_join_to_the_same_bytes(tmp_path):
     assert (root / "site" / "pkg" / "__init__.py").read_text() == "X = 1\n"
 
 
+def test_the_last_call_installs_the_received_bundle_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_parts, "STASH", tmp_path / "stash")
+    monkeypatch.setattr(gpu_check, "BUNDLE_HOME", tmp_path / "home")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    gpu_parts.split_file(_bundle(tmp_path), tmp_path / "transfer", 2000)
+    for folder in sorted((tmp_path / "transfer").iterdir()):
+        gpu_parts.receive(folder)
+    check = gpu_run.Check(gpu_run.GPU, out=tmp_path / "out", work=tmp_path / "work")
+    found = gpu_check.install_bundle(check)
+    site = tmp_path / "home" / "bundle" / "site"
+    assert found["bundle"] == "bundle.tar.xz" and found["contents"] == {}
+    assert check.env["PYTHONPATH"] == str(site) and str(site) in sys.path
+    assert check.base_model == str(tmp_path / "home" / "bundle" / "model")
+    (tmp_path / "home" / "bundle.tar.xz").unlink()  # a second run on the same machine does not join again
+    assert gpu_check.install_bundle(gpu_run.Check(gpu_run.GPU, out=tmp_path, work=tmp_path))["bundle"] == "bundle.tar.xz"
+    assert not (tmp_path / "home" / "bundle.tar.xz").exists()
+
+
 def test_a_corrupted_part_is_refused_with_one_line(tmp_path):
     bundle = _bundle(tmp_path)
     gpu_parts.split_file(bundle, tmp_path / "transfer", 2000)
