@@ -77,6 +77,30 @@ def test_a_failed_step_skips_what_needs_it(tmp_path):
     assert steps[1]["status"] == "skipped" and steps[1]["error"] == "needs train-accel"
 
 
+def test_when_gpu_training_fails_the_inference_half_runs_on_the_cpu_checkpoint(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(name):
+        def step(chk, *args, **kwargs):
+            calls.append((name, [a.name if isinstance(a, Path) else a for a in args]))
+            if name == "train" and args[0] == "cuda":
+                raise gpu_run.StepError("mlb-train exited 1: Error: CUDA error")
+            return {}
+        return step
+
+    for name in ("train", "export", "classify", "score", "agreement", "pipeline_run", "make_data", "cuda_provider"):
+        monkeypatch.setattr(gpu_check, name, fake(name))
+    monkeypatch.setattr(gpu_run.Check, "worker", lambda self, name, **kw: {})
+    check = gpu_run.Check(gpu_run.GPU, out=tmp_path, work=tmp_path)
+    gpu_check.run_steps(check)
+    trained = [args for name, args in calls if name == "train"]
+    assert trained[:2] == [["cuda", "train-accel", 400], ["cpu", "train-cpu", 400]] and len(trained) == 3  # + 2 CPUs
+    assert [args for name, args in calls if name == "export"] == [["train-cpu", "model.fp32.onnx", False],
+                                                                  ["train-cpu", "model.fp16.onnx", True]]
+    assert [s["name"] for s in check.results["steps"]][-1] == "pipeline-64"  # train-cpu already ran, not again
+    assert check.status("train-accel") == "failed" and check.status("pipeline-256") == "ok"
+
+
 def test_no_step_starts_past_the_time_budget(tmp_path):
     settings = dataclasses.replace(gpu_run.CPU, budget_s=10)
     check = gpu_run.Check(settings, out=tmp_path, work=tmp_path)
