@@ -261,12 +261,15 @@ def test_halved_weights_keep_their_values_within_float16_rounding(tmp_path):
 
 
 def test_targets_read_the_measured_figures():
+    scores = {"samples_jaccard": 0.5, "micro_f1": 0.6, "macro_f1": 0.4}
     results = {"batch": {"fp16": {"rows_per_second": 30_000}},
                "pipeline": {"256": {"rows_per_second": 6000}, "64": {"rows_per_second": 5000}},
-               "train_accelerator": {"step_seconds": 0.01}, "train_cpu2": {"step_seconds": 0.15}}
-    (pipe, rows, train) = gpu_report.targets(results)
+               "train_accelerator": {"step_seconds": 0.01, "test": {**scores, "macro_f1": 0.39}},
+               "train_cpu": {"test": scores}, "train_cpu2": {"step_seconds": 0.15}}
+    (pipe, rows, train, same) = gpu_report.targets(results)
     assert pipe[1:] == ("5.0x", "yes") and rows[1:] == ("30,000 rows/s", "yes") and train[1:] == ("15.0x", "NO")
-    assert [t[1:] for t in gpu_report.targets({})] == [("-", "-")] * 3
+    assert same[1:] == ("+0.00 / +0.00 / -1.00", "info")
+    assert [t[1:] for t in gpu_report.targets({})] == [("-", "-")] * 3 + [("-", "info")]
 
 
 # --------------------------------------------------------------------------- CUDA paths checkable on a CPU
