@@ -298,6 +298,20 @@ def test_cuda_gets_its_own_token_budget():
     assert provider_for("cuda").full_warm_up and "mlbert[cuda]" in provider_for("cuda").needs
 
 
+def test_a_partial_cuda_install_never_writes_into_the_records_on_stdout(golden_model, tmp_path):
+    """onnxruntime.preload_dlls print()s each CUDA library it cannot load; with some nvidia-* package present
+    (say torch's CUDA 12 wheels beside onnxruntime-gpu for CUDA 13) that went to stdout, into mlb-batch's JSONL."""
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers() or not hasattr(ort, "preload_dlls"):
+        pytest.skip("needs onnxruntime-gpu, whose CUDA provider preloads the nvidia-* libraries")
+    (tmp_path / "nvidia").mkdir()  # an nvidia namespace without the libraries onnxruntime wants
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "mlbert.batch", "-", "-m", str(golden_model), "--device", "auto"],
+                          input="I am so happy\n", capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [sorted(json.loads(line)) for line in done.stdout.splitlines()] == [["labels", "row", "scores"]]
+
+
 def test_only_hub_datasets_import_datasets():
     """The GPU machine has no ``datasets``: training on files must not import it (hub datasets do, in hub_data.py)."""
     import ast
