@@ -9,7 +9,9 @@ fast; onnxruntime is imported by ``runtime`` (and by a row's ``preload`` when it
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -26,7 +28,10 @@ def preload_cuda_libraries() -> bool:
     if not hasattr(ort, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
         return False
     try:
-        ort.preload_dlls(directory="")
+        # preload_dlls print()s the libraries it could not load: send that to stderr (where the
+        # caller reads onnxruntime's log for the reason), never into mlb-batch's records on stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            ort.preload_dlls(directory="")
         return True
     except Exception:  # a partial install: the session creation reports what is missing
         return False
@@ -54,7 +59,8 @@ class Provider:
 CPU_PROVIDER = Provider("cpu", CPU, DEFAULT_TOKEN_BUDGET_CPU)
 PROVIDERS: Tuple[Provider, ...] = (
     Provider("cuda", CUDA, DEFAULT_TOKEN_BUDGET_CUDA, full_warm_up=True,
-             needs="matching CUDA and cuDNN libraries (pip install 'mlbert[cuda]', or the nvidia-* wheels it lists)",
+             needs="the CUDA and cuDNN libraries it was built for (pip install 'mlbert[cuda]' brings them as "
+                   "nvidia-* wheels)",
              preload=preload_cuda_libraries),
     CPU_PROVIDER,  # last: the fallback of auto
 )

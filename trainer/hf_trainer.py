@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -203,20 +203,18 @@ def device_settings(device: str) -> Dict[str, Any]:
     return settings
 
 
-def tokenized_dataset(tokenizer: Any, texts: Sequence[str], labels: np.ndarray, max_length: int):
-    """Token ids without padding (the collator pads each batch) and float labels, as a ``datasets.Dataset``."""
-    import datasets
+def tokenized_dataset(tokenizer: Any, texts: Sequence[str], labels: np.ndarray, max_length: int) -> List[Dict[str, Any]]:
+    """One feature dict per row: token ids without padding (the collator pads each batch) and float labels.
 
+    A plain list serves the Trainer as well as a ``datasets.Dataset`` did (its length
+    grouping reads each row's ``input_ids``; the same rows in the same order give the same
+    batches), and training on files then needs no ``datasets``: only hub datasets do.
+    """
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
-    columns: Dict[str, Any] = {k: v for k, v in enc.items()}
-    columns["labels"] = labels.astype(np.float32).tolist()
-    features = datasets.Features(
-        {
-            **{k: datasets.Sequence(datasets.Value("int32" if k != "attention_mask" else "int8")) for k in enc.keys()},
-            "labels": datasets.Sequence(datasets.Value("float32")),
-        }
-    )
-    return datasets.Dataset.from_dict(columns, features=features)
+    names = list(enc.keys())
+    columns = [enc[name] for name in names]
+    rows = labels.astype(np.float32).tolist()
+    return [dict(zip(names, values), labels=row) for *values, row in zip(*columns, rows)]
 
 
 def training_arguments(opts: TrainOptions, schedule: Dict[str, int], device: Dict[str, Any], metric: str):
