@@ -77,16 +77,22 @@ On Ray Data (pip install 'mlbert[ray]'): an actor pool, same output bytes:
     mlb-batch /data/inbox/ -m model.onnx -o labels/ --engine ray --ray-address auto
 
 \b
+Parquet and object storage (pip install 'mlbert[parquet,cloud]'):
+    mlb-batch s3://lake/in/today.parquet -m model.onnx -o s3://lake/labels/today.parquet
+    mlb-batch 's3://lake/in/*.parquet' -m model.onnx -o s3://lake/labels/ --report-json run.json
+
+\b
 Cron (MLB_MODEL set once; --resume continues a killed run):
     0 3 * * * MLB_MODEL=/srv/model.onnx mlb-batch /data/today.csv -o /data/labels.jsonl --resume --quiet
 
 INPUT is CSV, TSV, JSON lines or plain text (one text per line), optionally .gz, or
 Parquet (pip install 'mlbert[parquet]'); "-" is stdin (plain text unless --format says
-otherwise). The output is JSON lines unless its
-name ends in .csv or .tsv. Rows that cannot be classified (empty text, malformed line)
-get a record with "error" and "row". With an output folder (-o DIR/) each input
-NAME.csv becomes DIR/NAME.jsonl (or .csv/.tsv with --output-format) and DIR/NAME.jsonl.done
-marks it done; a failed file is reported and the others still run.
+otherwise); s3://, gs://, az:// and https:// URLs are read through fsspec. The output is
+JSON lines unless its name ends in .csv, .tsv or .parquet. Rows that cannot be classified
+(empty text, malformed line) get a record with "error" and "row". With an output folder
+(-o DIR/) each input NAME.csv becomes DIR/NAME.jsonl (or .csv/.tsv/.parquet with
+--output-format) and DIR/NAME.jsonl.done marks it done; a failed file is reported and the
+others still run.
 
 \b
 Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
@@ -99,8 +105,8 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 @click.version_option(__version__, "--version", prog_name="mlb-batch")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE|DIR/",
-              help="Output file (.jsonl, .csv or .tsv), - for stdout, or a folder (one output per input). "
-                   "Written atomically.")
+              help="Output file (.jsonl, .csv, .tsv or .parquet; a path or an s3://, gs://, az:// URL), - for "
+                   "stdout, or a folder (one output per input). Written atomically.")
 @click.option("-m", "--model", envvar="MLB_MODEL", metavar="FILE.onnx",
               help="Model written by mlb-export. [env: MLB_MODEL]")
 @click.option("--format", "format_", type=click.Choice(format_names(aliases=True)),
@@ -167,9 +173,10 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
         os.environ.setdefault("RAYON_RS_NUM_CPUS", str(threads))
     reports = _Reports(report_json, report_prom, inputs, output, model)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
-    job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet)
-    click.get_current_context().obj["job"] = job  # for the line printed if the run is stopped
+    job = None
     try:
+        job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet)
+        click.get_current_context().obj["job"] = job  # for the line printed if the run is stopped
         job.prepare()
         summary = job.run(on_progress=progress)
     except BaseException as exc:
@@ -217,13 +224,17 @@ class _Reports:
         else:
             code, status, message = ExitCode.FAILURE, "failed", first_line(exc)
         summary = getattr(job, "result", None) or getattr(job, "summary", None)
+        if summary is None:  # stopped before a job existed (no input matched, an option refused)
+            from .pipeline import Summary
+
+            summary = Summary(output=self.where["output"])
         try:
             self._write(job, summary, code, status, message)
         except (MlbError, OSError) as report_error:
             click.echo(f"Error: the run report could not be written: {first_line(report_error)}", err=True)
 
     def _write(self, job: Any, summary: Any, code: int, status: str, error: Optional[str]) -> None:
-        if not any(self.paths) or summary is None:
+        if not any(self.paths):
             return
         from .report import build_report, run_facts, write_json_report, write_prometheus
 

@@ -28,10 +28,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import __version__
-from .decisions import labels_and_scores, threshold_vector
-from .parquet import INSTALL_HINT
+from .decisions import labels_and_scores
 from .errors import UsageError
-from .records import ROW_ID, ChunkResult, output_columns
+from .parquet import INSTALL_HINT
+from .records import ROW_ID, ChunkFormatter, ChunkResult
 
 # Chunks are gathered into row groups of at least this many rows: readers of Parquet
 # prefer row groups of many rows, and an output row is small (ids, labels, scores).
@@ -58,7 +58,7 @@ def _as_text(value: Any) -> Optional[str]:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class ParquetRecords:
+class ParquetRecords(ChunkFormatter):
     """``RecordFormatter``'s interface for Parquet: ``header()`` and ``format_chunk()`` give IPC bytes."""
 
     fmt = "parquet"
@@ -66,15 +66,8 @@ class ParquetRecords:
     def __init__(self, id_names: Sequence[str], label_names: Sequence[str], thresholds: np.ndarray,
                  scores: bool = True, top_k: Optional[int] = None, id_types: Optional[Dict[str, Any]] = None):
         pa = _pyarrow()
-        if top_k is not None and top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, not {top_k}")
+        super().__init__(id_names, label_names, thresholds, scores=scores, top_k=top_k)
         self.pa = pa
-        self.id_names = list(id_names)
-        self.label_names = list(label_names)
-        self.thresholds = threshold_vector(thresholds, len(self.label_names))
-        self.scores = scores
-        self.top_k = top_k
-        self.columns = output_columns(self.id_names, self.label_names)
         types = id_types or {}
         # The default id is the row number (an int); other ids keep a Parquet input's types, else text.
         self.id_types = [pa.int64()] if self.id_names == [ROW_ID] else [types.get(n, pa.string()) for n in self.id_names]

@@ -87,7 +87,22 @@ class ChunkResult:
     probabilities: np.ndarray
 
 
-class RecordFormatter:
+class ChunkFormatter:
+    """What every record format is given: ids, labels, thresholds, whether to show scores, top-k."""
+
+    def __init__(self, id_names: Sequence[str], label_names: Sequence[str], thresholds: np.ndarray,
+                 scores: bool = True, top_k: Optional[int] = None):
+        if top_k is not None and top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, not {top_k}")
+        self.id_names = list(id_names)
+        self.label_names = list(label_names)
+        self.thresholds = threshold_vector(thresholds, len(self.label_names))
+        self.scores = scores
+        self.top_k = top_k
+        self.columns = output_columns(self.id_names, self.label_names)
+
+
+class RecordFormatter(ChunkFormatter):
     """Turns chunk results into the bytes of JSONL / CSV / TSV records."""
 
     def __init__(
@@ -100,19 +115,11 @@ class RecordFormatter:
         top_k: Optional[int] = None,
         decimals: int = SCORE_DECIMALS,
     ):
-        fmt = normalise_format_name(fmt, writable=True)
-        if top_k is not None and top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, not {top_k}")
-        self.fmt = fmt
-        self.id_names = list(id_names)
-        self.label_names = list(label_names)
-        self.thresholds = threshold_vector(thresholds, len(self.label_names))
-        self.scores = scores
-        self.top_k = top_k
+        self.fmt = normalise_format_name(fmt, writable=True)
+        super().__init__(id_names, label_names, thresholds, scores=scores, top_k=top_k)
         self.decimals = decimals
-        columns = output_columns(self.id_names, self.label_names)
-        self.score_columns = columns.score_columns
-        self.row_column = ["row"] if columns.row_column else []
+        self.score_columns = self.columns.score_columns
+        self.row_column = ["row"] if self.columns.row_column else []
 
     # ---- CSV / TSV -----------------------------------------------------------------
     def _csv_writer(self, buffer: IO[str]):

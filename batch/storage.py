@@ -26,7 +26,7 @@ import posixpath
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any, BinaryIO, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
 from .errors import InputError, MlbError, UsageError, first_line
 
@@ -161,6 +161,7 @@ def stat(path: str) -> Stat:
         st = os.stat(path)
         return Stat(st.st_size, st.st_mtime_ns)
     fs, inner = filesystem(path)
+    fs.invalidate_cache(inner)  # another process (or an earlier call here) may have changed it
     info = fs.info(inner)
     modified = next((info[k] for k in ("LastModified", "last_modified", "mtime", "updated", "timeCreated")
                      if info.get(k) is not None), None)
@@ -303,13 +304,12 @@ def temporary_key(url: str) -> str:
     return f"{folder}/.{name}.{secrets.token_hex(6)}.tmp"
 
 
-def upload_atomic(local_path: str, url: str) -> None:
-    """Put a finished local file at ``url``: upload to a temporary key, then move it onto the final key."""
+def _put_atomic(url: str, put: Callable[[Any, str], None]) -> None:
+    """``put(fs, key)`` writes a temporary key beside ``url``, which is then moved onto ``url``."""
     fs, inner = filesystem(url)
-    tmp_url = temporary_key(url)
-    _, tmp_inner = filesystem(tmp_url)
+    _, tmp_inner = filesystem(temporary_key(url))
     try:
-        fs.put_file(local_path, tmp_inner)
+        put(fs, tmp_inner)
         fs.mv(tmp_inner, inner)
     except Exception as exc:
         try:
@@ -321,19 +321,15 @@ def upload_atomic(local_path: str, url: str) -> None:
         fs.invalidate_cache(inner)
 
 
+def upload_atomic(local_path: str, url: str) -> None:
+    """Put a finished local file at ``url``: upload to a temporary key, then move it onto the final key."""
+    _put_atomic(url, lambda fs, key: fs.put_file(local_path, key))
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """A small file (a done marker, a report) written whole or not at all, local or URL."""
     if is_url(path):
-        fs, inner = filesystem(path)
-        tmp_url = temporary_key(path)
-        _, tmp_inner = filesystem(tmp_url)
-        try:
-            fs.pipe_file(tmp_inner, data)
-            fs.mv(tmp_inner, inner)
-        except Exception as exc:
-            raise storage_error(exc, path, "write") from None
-        finally:
-            fs.invalidate_cache(inner)
+        _put_atomic(path, lambda fs, key: fs.pipe_file(key, data))
         return
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:

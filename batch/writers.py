@@ -232,17 +232,20 @@ class OutputFile:
             self._file.close()
         self._file = None
         ready = self.partial_path
-        if self.finish is not None:
-            ready = self.local_path + READY_SUFFIX
-            with self._disk(ready):
-                self.finish(self.partial_path, ready)
-        if self.is_url:
-            upload_atomic(ready, self.path)
-            self._remove(ready)
-        else:
-            with self._disk(self.path):
-                os.replace(ready, self.path)
-            _fsync_dir(self.path)
+        try:
+            if self.finish is not None:
+                ready = self.local_path + READY_SUFFIX
+                with self._disk(ready):
+                    self.finish(self.partial_path, ready)
+            if self.is_url:
+                upload_atomic(ready, self.path)
+            else:
+                with self._disk(self.path):
+                    os.replace(ready, self.path)
+                _fsync_dir(self.path)
+        finally:
+            if ready != self.partial_path:  # a converted file is rebuilt from the partial one if needed
+                self._remove(ready)
         self._remove(self.partial_path)
         self._remove(self.progress_path)
 

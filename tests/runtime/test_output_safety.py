@@ -132,3 +132,28 @@ def test_a_lock_file_removed_while_waiting_is_not_trusted(tmp_path, monkeypatch)
         OutputLock(target).acquire()  # the current file is the one held
     lock.release()
     assert not os.path.exists(lock_path)
+
+
+def test_a_parquet_conversion_that_fails_leaves_no_half_file(tmp_path, golden_model, monkeypatch):
+    pytest.importorskip("pyarrow")
+    from mlbert.batch import parquet_output
+
+    source = _write(tmp_path / "in.csv", "csv", TEXTS)
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"yesterday")
+
+    def disk_fills_up(journal, target):
+        with open(target, "wb") as f:
+            f.write(b"PAR1 half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(parquet_output, "write_parquet", disk_fills_up)
+    result = run([str(source), "-o", str(out)], golden_model)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {out}.tmp: cannot write (No space left on device); {out} is unchanged\n"
+    assert out.read_bytes() == b"yesterday"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.parquet", "out.parquet.partial",
+                                                          "out.parquet.progress"]
+    monkeypatch.undo()
+    assert run([str(source), "-o", str(out), "--resume"], golden_model).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.parquet"]

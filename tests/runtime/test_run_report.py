@@ -79,6 +79,10 @@ def test_a_failed_run_still_writes_its_report(tmp_path, golden_model):
     assert report["error"] == f"{missing}: no such file" and report["rows"] == 0
     result = run([str(missing), "--report-json", str(tmp_path / "no" / "such" / "folder.json")], golden_model)
     assert result.exit_code == 2 and "the report's folder" in result.stderr
+    # Today's parts have not arrived: the glob matches nothing, and monitoring hears of it.
+    result, report = _report(tmp_path, [str(tmp_path / "day" / "*.parquet"), "-o", f"{tmp_path}/out/"], golden_model)
+    assert result.exit_code == 2 and (report["status"], report["exit_code"]) == ("failed", 2)
+    assert report["error"].endswith("no file matches this pattern") and report["labels"] == []
 
 
 def test_the_report_of_a_resumed_run_covers_every_row(tmp_path, golden_model):
