@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional
 import click
 
 from . import __version__
-from .cli_common import MlbCommand
-from .errors import ExitCode, UsageError
+from .cli_common import MlbCommand, Stopped
+from .errors import ExitCode, MlbError, UsageError, first_line
 from .formats import format_names
 from .providers import DEVICES, token_budget_help
 
@@ -77,16 +77,22 @@ On Ray Data (pip install 'mlbert[ray]'): an actor pool, same output bytes:
     mlb-batch /data/inbox/ -m model.onnx -o labels/ --engine ray --ray-address auto
 
 \b
+Parquet and object storage (pip install 'mlbert[parquet,cloud]'):
+    mlb-batch s3://lake/in/today.parquet -m model.onnx -o s3://lake/labels/today.parquet
+    mlb-batch 's3://lake/in/*.parquet' -m model.onnx -o s3://lake/labels/ --report-json run.json
+
+\b
 Cron (MLB_MODEL set once; --resume continues a killed run):
     0 3 * * * MLB_MODEL=/srv/model.onnx mlb-batch /data/today.csv -o /data/labels.jsonl --resume --quiet
 
 INPUT is CSV, TSV, JSON lines or plain text (one text per line), optionally .gz, or
 Parquet (pip install 'mlbert[parquet]'); "-" is stdin (plain text unless --format says
-otherwise). The output is JSON lines unless its
-name ends in .csv or .tsv. Rows that cannot be classified (empty text, malformed line)
-get a record with "error" and "row". With an output folder (-o DIR/) each input
-NAME.csv becomes DIR/NAME.jsonl (or .csv/.tsv with --output-format) and DIR/NAME.jsonl.done
-marks it done; a failed file is reported and the others still run.
+otherwise); s3://, gs://, az:// and https:// URLs are read through fsspec. The output is
+JSON lines unless its name ends in .csv, .tsv or .parquet. Rows that cannot be classified
+(empty text, malformed line) get a record with "error" and "row". With an output folder
+(-o DIR/) each input NAME.csv becomes DIR/NAME.jsonl (or .csv/.tsv/.parquet with
+--output-format) and DIR/NAME.jsonl.done marks it done; a failed file is reported and the
+others still run.
 
 \b
 Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
@@ -99,8 +105,8 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 @click.version_option(__version__, "--version", prog_name="mlb-batch")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE|DIR/",
-              help="Output file (.jsonl, .csv or .tsv), - for stdout, or a folder (one output per input). "
-                   "Written atomically.")
+              help="Output file (.jsonl, .csv, .tsv or .parquet; a path or an s3://, gs://, az:// URL), - for "
+                   "stdout, or a folder (one output per input). Written atomically.")
 @click.option("-m", "--model", envvar="MLB_MODEL", metavar="FILE.onnx",
               help="Model written by mlb-export. [env: MLB_MODEL]")
 @click.option("--format", "format_", type=click.Choice(format_names(aliases=True)),
@@ -139,28 +145,43 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 @click.option("--ray-batch-size", type=click.IntRange(min=1), metavar="ROWS",
               help="Rows per actor call (default: --chunk-size; the local engine with the same chunk size "
                    "gives the same bytes).")
+@click.option("--staging-dir", envvar="MLB_STAGING_DIR", metavar="DIR",
+              help="For an output URL: where its partial, progress and lock files live until the upload "
+                   "(default: ~/.cache/mlbert/staging). [env: MLB_STAGING_DIR]")
+@click.option("--report-json", metavar="FILE",
+              help="After the run (failed runs too), write a JSON report for monitoring: rows, errors by kind, "
+                   "speed, model SHA-256, per-label positive shares against validation, drift flags.")
+@click.option("--report-prom", metavar="FILE.prom",
+              help="The same numbers in Prometheus text format (for node-exporter's textfile collector).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary (errors are still printed).")
 def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str], header: Optional[bool],
         text_column: Optional[str], id_columns: tuple, output_format: Optional[str], thresholds: tuple,
         top_k: Optional[int], scores: bool, device: str, threads: Optional[int], token_budget: Optional[int],
         chunk_size: int, resume: bool, redo: bool, engine: str, ray_address: Optional[str],
-        ray_concurrency: Optional[int], ray_batch_size: Optional[int], quiet: bool) -> int:
+        ray_concurrency: Optional[int], ray_batch_size: Optional[int], staging_dir: Optional[str],
+        report_json: Optional[str], report_prom: Optional[str], quiet: bool) -> int:
     from .pipeline import BatchOptions
 
     options = BatchOptions(
         input=inputs[0], output=output, model=model, format=format_, header=header, text_column=text_column,
         id_columns=id_columns, output_format=output_format, thresholds=thresholds, top_k=top_k, scores=scores,
         device=device, threads=threads, token_budget=token_budget, chunk_size=chunk_size, resume=resume,
+        staging_dir=staging_dir,
     )
     if threads:
         # tokenizers' Rust thread pool reads this when it first starts.
         os.environ.setdefault("RAYON_RS_NUM_CPUS", str(threads))
+    reports = _Reports(report_json, report_prom, inputs, output, model)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
-    job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet)
-    click.get_current_context().obj["job"] = job  # for the line printed if the run is stopped
+    job = None
     try:
+        job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet)
+        click.get_current_context().obj["job"] = job  # for the line printed if the run is stopped
         job.prepare()
         summary = job.run(on_progress=progress)
+    except BaseException as exc:
+        reports.failed(job, exc)
+        raise
     finally:
         progress.finish()
     if not quiet:
@@ -168,7 +189,65 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
             click.echo(f"mlb-batch: {note}", err=True)
         click.echo(summary.line(), err=True)
     code = getattr(summary, "exit_code", None)  # an inbox decides from all its files
-    return code if code is not None else ExitCode.ROW_ERRORS if summary.errors else ExitCode.OK
+    code = code if code is not None else ExitCode.ROW_ERRORS if summary.errors else ExitCode.OK
+    reports.finished(job, summary, code)
+    return code
+
+
+class _Reports:
+    """``--report-json`` / ``--report-prom``: written once the run ends, however it ends."""
+
+    STATUS = {ExitCode.OK: "ok", ExitCode.ROW_ERRORS: "row_errors", ExitCode.LOCKED: "locked"}
+
+    def __init__(self, json_path: Optional[str], prom_path: Optional[str], inputs: tuple, output: str,
+                 model: Optional[str]):
+        from .storage import is_url
+
+        self.paths = (json_path, prom_path)
+        self.where = dict(inputs=list(inputs), output=output, model=model, started=time.time())
+        for path in self.paths:  # a report that cannot be written is known before the run, not after
+            folder = os.path.dirname(os.path.abspath(path)) if path and not is_url(path) else None
+            if folder is not None and not os.path.isdir(folder):
+                raise UsageError(f"{path}: the report's folder {folder} does not exist")
+
+    def finished(self, job: Any, summary: Any, code: int) -> None:
+        self._write(job, summary, code, self.STATUS.get(code, "failed"), None)
+
+    def failed(self, job: Any, exc: BaseException) -> None:
+        """Report a run that raised; a report that then fails to write must not hide the run's error."""
+        if isinstance(exc, (KeyboardInterrupt, Stopped)):
+            code = ExitCode.SIGINT if isinstance(exc, KeyboardInterrupt) else ExitCode.SIGTERM
+            status, message = "stopped", "stopped by " + ("Ctrl-C" if code == ExitCode.SIGINT else "SIGTERM")
+        elif isinstance(exc, MlbError):
+            code, message = exc.exit_code, str(exc)
+            status = "locked" if code == ExitCode.LOCKED else "failed"
+        else:
+            code, status, message = ExitCode.FAILURE, "failed", first_line(exc)
+        summary = getattr(job, "result", None) or getattr(job, "summary", None)
+        if summary is None:  # stopped before a job existed (no input matched, an option refused)
+            from .pipeline import Summary
+
+            summary = Summary(output=self.where["output"])
+        try:
+            self._write(job, summary, code, status, message)
+        except (MlbError, OSError) as report_error:
+            click.echo(f"Error: the run report could not be written: {first_line(report_error)}", err=True)
+
+    def _write(self, job: Any, summary: Any, code: int, status: str, error: Optional[str]) -> None:
+        if not any(self.paths):
+            return
+        from .report import build_report, run_facts, write_json_report, write_prometheus
+
+        report = build_report(run_facts(job, summary, exit_code=int(code), status=status, error=error, **self.where))
+        json_path, prom_path = self.paths
+        try:
+            if json_path:
+                write_json_report(json_path, report)
+            if prom_path:
+                write_prometheus(prom_path, report)
+        except OSError as exc:
+            raise MlbError(f"{exc.filename or json_path or prom_path}: cannot write the run report "
+                           f"({exc.strerror or exc})") from None
 
 
 def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional[str],

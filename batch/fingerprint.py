@@ -11,11 +11,12 @@ and run (chunk size, token budget, execution provider, threads).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Dict, Optional
 
 from . import __version__
+from .storage import is_url, sha256_ends
+from .storage import stat as storage_stat
 
 # A file is identified by its path, size, modification time and the SHA-256 of its first
 # and last MiB: cheap on a file of many GB, and a changed or replaced file is noticed.
@@ -23,19 +24,21 @@ _ENDS_BYTES = 1 << 20
 
 
 def file_fingerprint(path: str) -> Dict[str, Any]:
-    """Path, size, modification time and a hash of the file's ends."""
+    """Path, size, modification time and a hash of the file's ends (for a URL: its ETag, when the store gives one)."""
+    if is_url(path):
+        found = storage_stat(path)
+        fingerprint: Dict[str, Any] = {"path": path, "size": found.size, "mtime_ns": found.mtime_ns}
+        if found.etag:
+            fingerprint["etag"] = found.etag
+        else:
+            fingerprint["sha256_ends"] = sha256_ends(path, _ENDS_BYTES, found.size)
+        return fingerprint
     stat = os.stat(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read(_ENDS_BYTES))
-        if stat.st_size > 2 * _ENDS_BYTES:
-            f.seek(-_ENDS_BYTES, os.SEEK_END)
-            digest.update(f.read(_ENDS_BYTES))
     return {
         "path": os.path.abspath(path),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
-        "sha256_ends": digest.hexdigest(),
+        "sha256_ends": sha256_ends(path, _ENDS_BYTES, stat.st_size),
     }
 
 

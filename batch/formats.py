@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import UsageError
+from .storage import name_part
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ register_format(Format("jsonl", (".jsonl", ".ndjson", ".json"), "mlbert.batch.re
                        aliases=("ndjson", "json"), writable=True))
 register_format(Format("text", (".txt", ".text"), "mlbert.batch.readers:Table", aliases=("txt",), tabular=False))
 register_format(Format("parquet", (".parquet", ".pq"), "mlbert.batch.parquet:ParquetTable", aliases=("pq",),
-                       compressed=True))
+                       writable=True, compressed=True))
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def detect_format(path: str, explicit: Optional[str] = None, default: Optional[s
     without it such a name is a usage error that says to pass ``--format``.
     """
     name = str(path)
-    lowered = name.lower()
+    lowered = name_part(name).lower()
     compressed = lowered.endswith(".gz")
     if compressed:
         lowered = lowered[:-3]
@@ -126,7 +127,7 @@ def detect_format(path: str, explicit: Optional[str] = None, default: Optional[s
 
 def readable_by_name(path: str) -> bool:
     """Whether the name alone says a registered format (an inbox folder takes only such files)."""
-    lowered = str(path).lower()
+    lowered = name_part(str(path)).lower()
     if lowered.endswith(".gz"):
         lowered = lowered[:-3]
     return _by_extension(lowered) is not None
@@ -136,7 +137,7 @@ def output_format(path: str, explicit: Optional[str] = None) -> str:
     """The records' format: ``explicit`` (``--output-format``), else the output's name, else JSON lines."""
     if explicit:
         return normalise_format_name(explicit, writable=True)
-    name = path.lower()
+    name = name_part(path).lower()
     if name.endswith(".gz"):
         raise UsageError(f"{path}: compressed output is not supported; pipe `-o -` into gzip instead")
     fmt = _by_extension(name)

@@ -18,7 +18,6 @@ deleted make the file run again; ``--redo`` runs every file regardless.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import time
@@ -26,10 +25,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from . import storage
 from .errors import ExitCode, MlbError, OutputLocked, UsageError, raise_errors
 from .formats import FORMATS, main_extensions, output_format, readable_by_name
 from .fingerprint import job_fingerprint
 from .pipeline import BatchJob, BatchOptions, ProgressCallback, Summary
+from .report import Tally
 from .writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX
 
 DONE_SUFFIX = ".done"
@@ -59,8 +60,20 @@ def _is_glob(text: str) -> bool:
 
 
 def _candidate(path: str) -> bool:
-    name = os.path.basename(path)
-    return os.path.isfile(path) and not name.startswith(".") and not name.endswith(SIDECAR_SUFFIXES)
+    """A listed file that may be an input: not hidden, not one of mlb's own files beside an output."""
+    name = storage.basename(path)
+    return not name.startswith(".") and not name.endswith(SIDECAR_SUFFIXES)
+
+
+def _is_folder(item: str) -> bool:
+    """A local folder, or a URL prefix (written with a trailing / or holding objects)."""
+    if storage.is_url(item) and item.endswith("/"):
+        return True
+    return storage.isdir(item)
+
+
+def _is_pattern(item: str) -> bool:
+    return _is_glob(item) and not storage.exists(item)
 
 
 def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> List[str]:
@@ -78,11 +91,10 @@ def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> L
     for item in inputs:
         if item == "-":
             files.append(item)
-        elif os.path.isdir(item):
-            entries = sorted(os.path.join(item, n) for n in os.listdir(item))
-            entries = [p for p in entries if _candidate(p)]
+        elif _is_folder(item):
+            entries = [p for p in storage.list_files(item) if _candidate(p)]
             found = [p for p in entries if readable_by_name(p)]
-            ignored = [os.path.basename(p) for p in entries if not readable_by_name(p)]
+            ignored = [storage.basename(p) for p in entries if not readable_by_name(p)]
             if ignored and notes is not None:
                 notes.append(
                     f"{item}: ignored {len(ignored)} file(s) whose names are not {'/'.join(main_extensions())}(.gz): "
@@ -91,8 +103,8 @@ def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> L
             if not found:
                 raise UsageError(f"{item}: the folder holds no {', '.join(main_extensions())} files (optionally .gz)")
             files.extend(found)
-        elif _is_glob(item) and not os.path.exists(item):
-            found = sorted(p for p in glob.glob(item) if _candidate(p))
+        elif _is_pattern(item):
+            found = [p for p in storage.glob_files(item) if _candidate(p)]
             if not found:
                 raise UsageError(f"{item}: no file matches this pattern")
             files.extend(found)
@@ -101,7 +113,7 @@ def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> L
     seen = set()
     unique = []
     for path in files:
-        key = path if path == "-" else os.path.abspath(path)
+        key = storage.location_key(path)
         if key not in seen:
             seen.add(key)
             unique.append(path)
@@ -110,7 +122,7 @@ def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> L
 
 def output_name(input_path: str, fmt: str) -> str:
     """``tweets.csv.gz`` -> ``tweets.jsonl`` (or ``.csv``/``.tsv``): the format extension swapped."""
-    name = os.path.basename(input_path)
+    name = storage.basename(input_path)
     if name.lower().endswith(".gz"):
         name = name[:-3]
     stem, ext = os.path.splitext(name)
@@ -120,14 +132,14 @@ def output_name(input_path: str, fmt: str) -> str:
 
 
 def _is_dir_target(output: str) -> bool:
-    return output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output))
+    return output != "-" and (output.endswith(("/", os.sep)) or storage.isdir(output))
 
 
 def plan(inputs: Sequence[str], output: str, explicit_format: Optional[str] = None) -> Plan:
     """Pair every input with its output, checking everything that needs no model."""
     notes: List[str] = []
     files = expand_inputs(inputs, notes)
-    several = len(files) > 1 or any(os.path.isdir(i) or (_is_glob(i) and not os.path.exists(i)) for i in inputs)
+    several = len(files) > 1 or any(i != "-" and (_is_folder(i) or _is_pattern(i)) for i in inputs)
     if not _is_dir_target(output):
         if several:
             raise UsageError(
@@ -137,15 +149,15 @@ def plan(inputs: Sequence[str], output: str, explicit_format: Optional[str] = No
     if files == ["-"]:
         raise UsageError("stdin has no name to give its output in a folder; use -o FILE or -o -")
     folder = output
-    if os.path.exists(folder) and not os.path.isdir(folder):
+    if not storage.is_url(folder) and os.path.exists(folder) and not os.path.isdir(folder):
         raise UsageError(f"{folder}: not a folder")
     fmt = output_format("x", explicit_format)
     planned: List[PlannedFile] = []
     by_output: Dict[str, str] = {}
-    inputs_abs = {os.path.abspath(f) for f in files}
+    inputs_abs = {storage.location_key(f) for f in files}
     for path in files:
-        target = os.path.join(folder, output_name(path, fmt))
-        key = os.path.abspath(target)
+        target = storage.join(folder, output_name(path, fmt))
+        key = storage.location_key(target)
         if key in by_output:
             raise UsageError(
                 f"{by_output[key]} and {path} would both write {target}; rename one or run them separately"
@@ -166,41 +178,37 @@ def done_key(options: BatchOptions) -> Dict[str, Any]:
 
 
 def is_done(output: str, key: Dict[str, Any]) -> bool:
-    """True when ``OUTPUT.done`` matches ``key`` and ``OUTPUT`` is the file it describes."""
+    """True when ``OUTPUT.done`` matches ``key`` and ``OUTPUT`` is the file (or object) it describes."""
     try:
-        with open(output + DONE_SUFFIX, "r", encoding="utf-8") as f:
-            marker = json.load(f)
-        stat = os.stat(output)
+        marker = json.loads(storage.read_bytes(output + DONE_SUFFIX).decode("utf-8"))
+        found = storage.stat(output)
     except (OSError, ValueError):
         return False
     return (
         isinstance(marker, dict)
         and marker.get("version") == DONE_VERSION
         and marker.get("key") == key
-        and marker.get("output_size") == stat.st_size
-        and marker.get("output_mtime_ns") == stat.st_mtime_ns
+        and marker.get("output_size") == found.size
+        and marker.get("output_mtime_ns") == found.mtime_ns
+        and marker.get("output_etag") == found.etag
     )
 
 
 def mark_done(output: str, key: Dict[str, Any], summary: Summary) -> None:
-    """Write ``OUTPUT.done`` atomically after ``OUTPUT`` was published."""
-    stat = os.stat(output)
+    """Write ``OUTPUT.done`` atomically after ``OUTPUT`` was published (beside it, in the bucket for a URL)."""
+    found = storage.stat(output)
     marker = {
         "version": DONE_VERSION,
         "key": key,
-        "output_size": stat.st_size,
-        "output_mtime_ns": stat.st_mtime_ns,
+        "output_size": found.size,
+        "output_mtime_ns": found.mtime_ns,
         "rows": summary.rows,
         "errors": summary.errors,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    tmp = output + DONE_SUFFIX + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(marker, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, output + DONE_SUFFIX)
+    if found.etag is not None:
+        marker["output_etag"] = found.etag
+    storage.write_bytes_atomic(output + DONE_SUFFIX, (json.dumps(marker, indent=1) + "\n").encode("utf-8"))
 
 
 # ---- the run -------------------------------------------------------------------------------
@@ -220,6 +228,7 @@ class InboxSummary:
     output: str = ""
     notes: List[str] = field(default_factory=list)
     failure_codes: List[int] = field(default_factory=list)
+    tally: Optional[Tally] = None  # over the files written in this run, for the run report
 
     @property
     def exit_code(self) -> int:
@@ -277,9 +286,16 @@ class InboxRun:
     def options(self) -> BatchOptions:
         return self.job.options if self.job is not None else self.template
 
+    @property
+    def classifier(self) -> Any:
+        """The model shared by the files (None until the first file that is not done loads it)."""
+        return self.job.classifier if self.job is not None else None
+
     def prepare(self) -> None:
         """Checks that need no model; the model loads with the first file that is not done."""
-        if self.plan.output_dir and not os.path.isdir(self.plan.output_dir):
+        if self.plan.output_dir and storage.is_url(self.plan.output_dir):
+            storage.check_output_url(self.plan.output_dir)
+        elif self.plan.output_dir and not os.path.isdir(self.plan.output_dir):
             parent = os.path.dirname(os.path.abspath(self.plan.output_dir.rstrip("/" + os.sep))) or "."
             if not os.path.isdir(parent):
                 raise UsageError(f"{self.plan.output_dir}: its parent folder {parent} does not exist")
@@ -326,6 +342,10 @@ class InboxRun:
                 result.failure_codes.append(code)
                 continue
             mark_done(item.output, key, summary)
+            if summary.tally is not None:
+                if result.tally is None:
+                    result.tally = Tally.empty(len(summary.tally.positives))
+                result.tally.add(summary.tally)
             result.processed += 1
             result.rows += summary.rows
             result.errors += summary.errors

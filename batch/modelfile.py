@@ -143,6 +143,47 @@ def _positive_int(value: Any, name: str, where: str) -> int:
 
 
 @dataclass
+class ValidationShares:
+    """Per label, the share of validation rows predicted positive at the file's thresholds.
+
+    Why in the model file: a monitoring job compares the share mlb-batch predicts positive
+    on today's data with the share seen when the model was validated (``--report-json``'s
+    drift check), and the file is the one thing that always travels with the model.
+    ``labelled`` is the share labelled positive, for reference. Optional: files without
+    it stay readable and their reports simply have no validation shares.
+    """
+
+    rows: int
+    predicted: List[float]
+    labelled: Optional[List[float]] = None
+    split: str = "validation"
+
+    def to_dict(self) -> Dict[str, Any]:
+        data: Dict[str, Any] = {"split": self.split, "rows": self.rows, "predicted_positive": list(self.predicted)}
+        if self.labelled is not None:
+            data["labelled_positive"] = list(self.labelled)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, num_labels: int, where: str) -> "ValidationShares":
+        def shares(value: Any, name: str) -> List[float]:
+            if not isinstance(value, list) or len(value) != num_labels or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in value):
+                raise ModelFileError(f"{where}: validation_shares.{name} must hold one share in [0, 1] per label")
+            return [float(v) for v in value]
+
+        if not isinstance(data, dict):
+            raise ModelFileError(f"{where}: validation_shares must be an object")
+        labelled = data.get("labelled_positive")
+        return cls(
+            rows=_positive_int(data.get("rows"), "validation_shares.rows", where),
+            predicted=shares(data.get("predicted_positive"), "predicted_positive"),
+            labelled=None if labelled is None else shares(labelled, "labelled_positive"),
+            split=str(data.get("split", "validation")),
+        )
+
+
+@dataclass
 class ModelHeader:
     """Everything ``mlb-batch`` needs to use an ONNX graph, stored inside the file."""
 
@@ -160,10 +201,13 @@ class ModelHeader:
     problem_type: str = PROBLEM_TYPE
     activation: str = ACTIVATION
     format_version: int = FORMAT_VERSION
+    validation_shares: Optional[ValidationShares] = None
 
     def __post_init__(self) -> None:
         self.thresholds = [float(t) for t in self.thresholds]
         _check_labels_and_thresholds(self.label_names, self.thresholds, "model header")
+        if self.validation_shares is not None and len(self.validation_shares.predicted) != len(self.label_names):
+            raise ModelFileError("model header: validation_shares must hold one share per label")
         if self.problem_type != PROBLEM_TYPE or self.activation != ACTIVATION:
             raise ModelFileError(
                 f"model header: problem type {self.problem_type!r} with {self.activation!r} outputs is not "
@@ -207,6 +251,7 @@ class ModelHeader:
             "quantization": self.quantization,
             "tokenizer": {"format": "huggingface-tokenizers-json", "sha256": self.tokenizer_sha256, "json": self.tokenizer_json},
             "provenance": self.provenance,
+            **({"validation_shares": self.validation_shares.to_dict()} if self.validation_shares else {}),
         }
 
     def to_metadata(self) -> Dict[str, str]:
@@ -246,6 +291,8 @@ class ModelHeader:
                 problem_type=str(data["problem_type"]),
                 activation=str(data["activation"]),
                 format_version=int(data["format_version"]),
+                validation_shares=(None if data.get("validation_shares") is None else ValidationShares.from_dict(
+                    data["validation_shares"], len(data["label_names"]), where)),
             )
         except ModelFileError as exc:
             if str(exc).startswith(where):

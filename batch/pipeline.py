@@ -11,7 +11,7 @@ which is what makes ``--resume`` byte-identical.
 
 from __future__ import annotations
 
-import os
+import re
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -25,12 +25,16 @@ from .errors import InputError, UsageError
 from .readers import Row, Table, open_table
 from .classifier import DEFAULT_CHUNK_SIZE, Classifier, load
 from .formats import output_format
-from .writers import ChunkResult, OutputFile, OutputLock, RecordFormatter
+from .report import Tally
+from .storage import READ_ONLY_SCHEMES, location_key, scheme
+from .writers import ROW_ID, ChunkResult, OutputFile, OutputLock, make_formatter
 
-# The id of a row when the file has no id column: its 1-based data row number.
-ROW_ID = "row"
 # Rows read ahead to decide which column holds the text (they are still processed in order).
 SAMPLE_ROWS = 64
+# Control characters other than tab, LF and CR (C0, DEL, C1) are never text: a few in a row
+# are dropped from its text rather than costing the row. BERT-family tokenizers drop them
+# too, so for those models the scores do not change; other tokenizers would see noise.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -53,6 +57,7 @@ class BatchOptions:
     token_budget: Optional[int] = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     resume: bool = False
+    staging_dir: Optional[str] = None  # where an output URL's partial, progress and lock files live
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Summary:
     output: str = "-"
     resumed_from: int = 0
     notes: List[str] = field(default_factory=list)
+    tally: Optional[Tally] = None  # positives per label and error kinds, for the run report
 
     @property
     def rows_per_second(self) -> float:
@@ -148,6 +154,11 @@ def chunks_of(rows: Iterator[Row], size: int) -> Iterator[List[Row]]:
         yield chunk
 
 
+def clean_text(text: str) -> str:
+    """``text`` without control characters (other than tab, LF and CR)."""
+    return _CONTROL_CHARACTERS.sub("", text) if _CONTROL_CHARACTERS.search(text) else text
+
+
 def _text_of(values: Dict[str, Any], column: str) -> Tuple[Optional[str], Optional[str]]:
     """(text, None) or (None, why the row has no usable text)."""
     if column not in values:
@@ -155,9 +166,14 @@ def _text_of(values: Dict[str, Any], column: str) -> Tuple[Optional[str], Option
     value = values[column]
     if value is None:
         return None, f"{column!r} is null"
+    if isinstance(value, bytes):  # a Parquet value that is not UTF-8 (parquet.group_rows)
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"bytes that are not UTF-8 (at byte {exc.start} of {column!r})"
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None, f"{column!r} is not text (a JSON {type(value).__name__})"
-    text = value if isinstance(value, str) else str(value)
+    text = clean_text(value) if isinstance(value, str) else str(value)
     if not text.strip():
         return None, "empty text"
     return text, None
@@ -219,9 +235,13 @@ class BatchJob:
             raise UsageError(f"--token-budget must be a positive number of tokens, not {o.token_budget}")
         if o.top_k is not None and o.top_k < 1:
             raise UsageError(f"--top-k must be at least 1, not {o.top_k}")
-        if o.output != "-" and os.path.abspath(o.output) == os.path.abspath(o.input):
+        if o.output != "-" and location_key(o.output) == location_key(o.input):
             raise UsageError(f"{o.output}: the output would overwrite the input")
-        output_format(o.output, o.output_format)
+        if scheme(o.output) in READ_ONLY_SCHEMES:
+            raise UsageError(f"{o.output}: {scheme(o.output)}:// is read-only; write to a file or an s3://, gs://, "
+                             "az:// URL")
+        if output_format(o.output, o.output_format) == "parquet" and o.output == "-":
+            raise UsageError("Parquet output needs a file (-o FILE.parquet): it is not written to stdout")
 
     def prepare(self) -> Classifier:
         """Load the model and run a warm-up batch before anything is opened for writing."""
@@ -263,13 +283,13 @@ class BatchJob:
         with open_table(o.input, o.format, o.header, default_format="text") as table:
             text_column = pick_text_column(table, o.text_column)
             id_columns = pick_id_columns(table, o.id_columns, text_column)
-            formatter = RecordFormatter(
-                fmt, id_columns, classifier.label_names, classifier.thresholds, scores=o.scores, top_k=o.top_k
-            )
+            table.use_columns([text_column] + [c for c in id_columns if c != ROW_ID])
+            formatter = make_formatter(fmt, id_columns, classifier.label_names, classifier.thresholds,
+                                       scores=o.scores, top_k=o.top_k, id_types=table.column_types)
             fingerprint = self._fingerprint(fmt) if o.output != "-" else {}
-            output = OutputFile(o.output, fingerprint)
+            output = OutputFile(o.output, fingerprint, finish=_finisher(fmt), staging_dir=o.staging_dir)
             output.check_writable()
-            lock = OutputLock(o.output) if o.output != "-" else None
+            lock = OutputLock(output.local_path) if o.output != "-" else None
             if lock is not None:
                 lock.acquire()
             try:
@@ -286,12 +306,15 @@ class BatchJob:
             finally:
                 if lock is not None:
                     lock.release()
+                output.remove_staging_folder()
         return self.summary
 
     def _skip_rows_done(self, rows: Iterator[Row], table: Table, resume_point: Any) -> None:
         """With --resume, consume the rows an earlier run already wrote and count them as done."""
         self.summary.rows = self.summary.errors = 0
         self._chunks_written = 0
+        labels = len(self.classifier.label_names) if self.classifier is not None else 0
+        self.summary.tally = Tally.empty(labels)
         if resume_point is None:
             return
         skipped = sum(1 for _ in islice(rows, resume_point.rows_done))
@@ -303,6 +326,7 @@ class BatchJob:
             )
         self.summary.resumed_from = resume_point.rows_done
         self.summary.rows, self.summary.errors = resume_point.rows_done, resume_point.errors
+        self.summary.tally = Tally.from_dict(resume_point.tallies, labels)
 
     def _publish_chunk(self, output: Any, formatter: Any, result: ChunkResult, scored_rows: int, table: Table,
                        on_progress: Optional[Callable], after_chunk: Optional[Callable]) -> None:
@@ -310,7 +334,10 @@ class BatchJob:
         output.write(formatter.format_chunk(result))
         self.summary.rows += len(result.row_numbers)
         self.summary.errors += len(result.row_numbers) - scored_rows
-        output.checkpoint(self.summary.rows, self.summary.errors)
+        tally = self.summary.tally
+        if tally is not None and self.classifier is not None:
+            tally.add_chunk(result.errors, result.probabilities, self.classifier.thresholds)
+        output.checkpoint(self.summary.rows, self.summary.errors, tally.to_dict() if tally is not None else None)
         self._chunks_written += 1
         if on_progress is not None:
             on_progress(self.summary.rows, self.summary.errors, table.bytes_read, table.size)
@@ -327,6 +354,15 @@ class BatchJob:
             probabilities = classifier.predict_proba(texts, chunk_size=None)
             self._publish_chunk(output, formatter, ChunkResult(numbers, ids, row_errors, probabilities), len(texts),
                                 table, on_progress, after_chunk)
+
+
+def _finisher(fmt: str) -> Optional[Callable[[str, str], None]]:
+    """What turns the finished partial file into the output: Parquet's conversion, else nothing."""
+    if fmt != "parquet":
+        return None
+    from .parquet_output import write_parquet
+
+    return write_parquet
 
 
 def run_batch(options: BatchOptions, on_progress: Optional[ProgressCallback] = None) -> Summary:

@@ -12,18 +12,24 @@ import csv
 import gzip
 import io
 import json
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional
 
 from .errors import InputError
 from .formats import FileFormat, detect_format, reader_class
+from .storage import open_input
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 ZIP_MAGIC = b"PK\x03\x04"
 _SNIFF_BYTES = 8192
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# Bytes that never occur in text: NUL and the C0 controls other than tab, LF, VT, FF, CR and ESC.
+BINARY_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27))
+# A file is refused as binary only when this share of its first 8 KiB is such bytes or
+# bytes that are not UTF-8: a few bad bytes make error records (or are cleaned), not a lost file.
+BINARY_SHARE = 0.3
 
 # csv's default 128 KiB field limit would turn one long tweet thread into an error.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -54,6 +60,15 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
+def binary_share(sample: bytes) -> float:
+    """The share of ``sample`` that is NUL/control bytes or bytes that are not UTF-8."""
+    if not sample:
+        return 0.0
+    controls = len(sample) - len(sample.translate(None, BINARY_BYTES))
+    undecodable = len(sample) - len(sample.decode("utf-8", errors="ignore").encode("utf-8"))
+    return (controls + undecodable) / len(sample)
+
+
 def _looks_like_header(cells: List[str]) -> bool:
     """A header row is short, distinct, non-numeric names; a data row usually is not."""
     if not cells or any(not c.strip() for c in cells):
@@ -79,8 +94,12 @@ class Table:
     """An open CSV, TSV, JSON lines or plain text input. Use as a context manager; ``rows()`` streams once.
 
     Every reader (``formats.Format.reader``) offers this interface: ``path``, ``format``,
-    ``columns``, ``has_header``, ``bytes_read``, ``size``, ``sample(n)``, ``rows()``, ``close()``.
+    ``columns``, ``column_types`` (Arrow types where the file declares them, else None),
+    ``has_header``, ``bytes_read``, ``size``, ``sample(n)``, ``use_columns(names)``, ``rows()``,
+    ``close()``.
     """
+
+    column_types: Optional[Dict[str, Any]] = None
 
     def __init__(self, path: str, file_format: FileFormat, header: Optional[bool] = None):
         self.path = path
@@ -90,19 +109,8 @@ class Table:
         if path == "-":
             raw: BinaryIO = sys.stdin.buffer
         else:
-            try:
-                raw = open(path, "rb")
-            except FileNotFoundError:
-                raise InputError("no such file", path) from None
-            except IsADirectoryError:
-                raise InputError("is a directory, not a file", path) from None
-            except OSError as exc:
-                raise InputError(f"cannot open ({exc.strerror or exc})", path) from None
+            raw, self.size = open_input(path)
             self._own_raw = raw
-            try:
-                self.size = os.fstat(raw.fileno()).st_size
-            except OSError:
-                self.size = None
         self._counter = _CountingReader(raw)
         buffered = io.BufferedReader(self._counter, buffer_size=1 << 16)
         head = buffered.peek(4)[:4]
@@ -140,8 +148,13 @@ class Table:
             raise InputError(f"is a Parquet file, not {fmt}; name it .parquet or pass --format parquet", self.path)
         if sample.startswith(ZIP_MAGIC):
             raise InputError(f"is a zip archive, not {fmt}; unzip it first", self.path)
-        if b"\x00" in sample:
-            raise InputError(f"looks binary (NUL bytes), not {fmt} text", self.path)
+        if sample.startswith(UTF16_BOMS):
+            raise InputError("is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)", self.path)
+        share = binary_share(sample)
+        if share > BINARY_SHARE:
+            raise InputError(
+                f"looks binary ({share:.0%} of its first {len(sample)} bytes are NUL, control or non-UTF-8 bytes), "
+                f"not {fmt} text", self.path)
 
     @property
     def bytes_read(self) -> int:
@@ -160,6 +173,8 @@ class Table:
             except UnicodeDecodeError as exc:
                 bad_lines.append(exc.start)
                 line = raw_line.decode("utf-8", errors="replace")
+            if "\x00" in line:  # Python 3.10's csv refuses NUL; it is never text (the pipeline drops it too)
+                line = line.replace("\x00", "")
             yield line
 
     def _prepare_delimited(self) -> None:
@@ -220,6 +235,9 @@ class Table:
             except StopIteration:
                 break
         return list(self._sampled[:count])
+
+    def use_columns(self, names: List[str]) -> None:
+        """Only these columns are needed from here on; a text file parses whole lines anyway."""
 
     def rows(self) -> Iterator[Row]:
         if self._sampled is None:
@@ -290,7 +308,9 @@ class Table:
                 yield Row(number, None, f"bytes that are not UTF-8 (at byte {exc.start} of the line)")
                 continue
             try:
-                obj = json.loads(line)
+                # strict=False: a raw control character inside a string (an exporter that did not
+                # escape it) is kept, and cleaned with the text, instead of losing the row.
+                obj = json.loads(line, strict=False)
             except ValueError as exc:
                 yield Row(number, None, f"malformed JSON ({exc.msg} at column {exc.colno})")
                 continue

@@ -1,4 +1,4 @@
-"""Output records (JSONL, CSV, TSV), atomic publication, resumable progress, and the lock.
+"""Output records (JSONL, CSV, TSV; Parquet in ``parquet_output``), atomic publication, resumable progress.
 
 Why this much care: ``mlb-batch`` runs unattended from cron. A crash or a kill must
 never leave a half-written ``labels.jsonl`` where yesterday's good one was, two runs
@@ -7,208 +7,41 @@ continue, not start over. So records go to ``OUTPUT.partial`` beside the output;
 every chunk the partial file is flushed to disk and ``OUTPUT.progress`` records how many
 rows and bytes are safely written (with a fingerprint of the input, model and
 settings); on success the partial file is renamed over the output with ``os.replace``
-(atomic on one filesystem) and the progress file is removed. ``OUTPUT.lock`` is held
-with ``flock`` for the whole run; the kernel releases it when the process dies.
+(atomic on one filesystem) and the progress file is removed. ``OUTPUT.lock``
+(``outputlock``) is held with ``flock`` for the whole run. An output URL is written the
+same way in a local staging folder and uploaded at the end (``storage.upload_atomic``).
+A disk that fills up or turns read-only mid-run is one error line naming the file; the
+output stays as it was.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
 import json
 import os
 import sys
-from dataclasses import dataclass
-from typing import IO, Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
-import numpy as np
+from .errors import MlbError, UsageError
+from .outputlock import LOCK_SUFFIX, OutputLock
+# The record formats, used with OutputFile by every engine (and imported from here by older code).
+from .records import (ROW_ID, SCORE_DECIMALS, ChunkResult, RecordFormatter, escape_formula, make_formatter,
+                      output_columns)
+from .storage import check_output_url, is_url, make_staging_folder, staging_path, upload_atomic
 
-from .decisions import labels_and_scores, threshold_vector
-from .errors import MlbError, OutputLocked, UsageError
-from .formats import normalise_format_name
+__all__ = ["ChunkResult", "RecordFormatter", "OutputFile", "OutputLock", "ResumePoint", "LOCK_SUFFIX",
+           "PARTIAL_SUFFIX", "PROGRESS_SUFFIX", "ROW_ID", "SCORE_DECIMALS", "make_formatter", "output_columns",
+           "escape_formula"]
 
 PARTIAL_SUFFIX = ".partial"
 PROGRESS_SUFFIX = ".progress"
-LOCK_SUFFIX = ".lock"
+# A finished partial file being turned into the output (Parquet) before it is published.
+READY_SUFFIX = ".tmp"
 PROGRESS_VERSION = 1
-SCORE_DECIMALS = 4
-LABEL_SEPARATOR = ";"
-# Cells a spreadsheet would run as a formula (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def escape_formula(cell: str) -> str:
-    """Prefix a quote to a cell that a spreadsheet would evaluate (=, +, -, @, tab, CR)."""
-    if cell and cell.startswith(_FORMULA_START):
-        return "'" + cell
-    return cell
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-@dataclass
-class ChunkResult:
-    """One chunk of rows in input order, ready to be written.
-
-    ``ids[i]`` holds row i's pass-through id values (in ``id_names`` order), ``errors[i]``
-    its error or None, and ``probabilities`` one row per row *without* an error, in order.
-    """
-
-    row_numbers: List[int]
-    ids: List[Sequence[Any]]
-    errors: List[Optional[str]]
-    probabilities: np.ndarray
-
-
-class RecordFormatter:
-    """Turns chunk results into the bytes of JSONL / CSV / TSV records."""
-
-    def __init__(
-        self,
-        fmt: str,
-        id_names: Sequence[str],
-        label_names: Sequence[str],
-        thresholds: np.ndarray,
-        scores: bool = True,
-        top_k: Optional[int] = None,
-        decimals: int = SCORE_DECIMALS,
-    ):
-        fmt = normalise_format_name(fmt, writable=True)
-        if top_k is not None and top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, not {top_k}")
-        self.fmt = fmt
-        self.id_names = list(id_names)
-        self.label_names = list(label_names)
-        self.thresholds = threshold_vector(thresholds, len(self.label_names))
-        self.scores = scores
-        self.top_k = top_k
-        self.decimals = decimals
-        reserved = set(self.id_names) | {"labels", "error", "row"}
-        self.score_columns = [n if n not in reserved else f"score_{n}" for n in self.label_names]
-        self.row_column = [] if "row" in self.id_names else ["row"]
-
-    # ---- CSV / TSV -----------------------------------------------------------------
-    def _csv_writer(self, buffer: IO[str]):
-        return csv.writer(buffer, delimiter="," if self.fmt == "csv" else "\t", lineterminator="\n")
-
-    def header(self) -> str:
-        """Text written once at the top of the file (the CSV header line; empty for JSONL)."""
-        if self.fmt == "jsonl":
-            return ""
-        columns = self.id_names + self.row_column + ["labels"]
-        if self.scores:
-            columns += self.score_columns
-        columns.append("error")
-        buffer = io.StringIO()
-        self._csv_writer(buffer).writerow([escape_formula(c) for c in columns])
-        return buffer.getvalue()
-
-    # ---- both -------------------------------------------------------------------------
-    def format_chunk(self, result: ChunkResult) -> str:
-        labels, scores = labels_and_scores(result.probabilities, self.label_names, self.thresholds,
-                                           top_k=self.top_k, scores=self.scores, decimals=self.decimals)
-        if self.fmt == "jsonl":
-            return self._jsonl(result, labels, scores)
-        return self._csv(result, labels, scores)
-
-    def _jsonl(self, result: ChunkResult, labels, scores) -> str:
-        lines = []
-        dumps = json.dumps
-        k = 0
-        for number, ids, error in zip(result.row_numbers, result.ids, result.errors):
-            record: Dict[str, Any] = dict(zip(self.id_names, ids))
-            if error is not None:
-                record["row"] = number
-                record["error"] = error
-            else:
-                record["labels"] = labels[k]
-                if self.scores:
-                    record["scores"] = scores[k]
-                k += 1
-            lines.append(dumps(record, ensure_ascii=False, separators=(",", ":")))
-        lines.append("")
-        return "\n".join(lines)
-
-    def _csv(self, result: ChunkResult, labels, scores) -> str:
-        buffer = io.StringIO()
-        writer = self._csv_writer(buffer)
-        blank_scores = [""] * len(self.label_names) if self.scores else []
-        k = 0
-        for number, ids, error in zip(result.row_numbers, result.ids, result.errors):
-            cells = [escape_formula(_cell(v)) for v in ids]
-            if self.row_column:
-                cells.append(str(number))
-            if error is not None:
-                cells.append("")
-                cells.extend(blank_scores)
-                cells.append(escape_formula(error))
-            else:
-                cells.append(escape_formula(LABEL_SEPARATOR.join(labels[k])))
-                if self.scores:
-                    shown = scores[k]
-                    cells.extend(repr(shown[name]) if name in shown else "" for name in self.label_names)
-                cells.append("")
-                k += 1
-            writer.writerow(cells)
-        return buffer.getvalue()
 
 
 # ---- files -----------------------------------------------------------------------------
-
-
-class OutputLock:
-    """An exclusive, non-blocking ``flock`` on ``OUTPUT.lock`` for the life of the run."""
-
-    def __init__(self, output_path: str):
-        self.path = output_path + LOCK_SUFFIX
-        self._fd: Optional[int] = None
-
-    def acquire(self) -> "OutputLock":
-        import fcntl
-
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise MlbError(f"{self.path}: cannot create the lock file ({exc.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = ""
-            try:
-                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-            except OSError:
-                pass
-            os.close(fd)
-            who = f" (process {holder})" if holder else ""
-            raise OutputLocked(
-                f"{self.path[: -len(LOCK_SUFFIX)]}: another mlb-batch run is writing this output{who}; "
-                "not starting a second one"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock; the file stays (unlinking would race)
-            self._fd = None
-
-    def __enter__(self) -> "OutputLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
 
 
 @dataclass
@@ -216,6 +49,7 @@ class ResumePoint:
     rows_done: int = 0
     bytes_done: int = 0
     errors: int = 0
+    tallies: Dict[str, Any] = field(default_factory=dict)
 
 
 def _fsync_dir(path: str) -> None:
@@ -247,26 +81,55 @@ def changed_keys(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     return changed
 
 
+# Turns a finished partial file into the file to publish (Parquet: IPC batches -> Parquet).
+Finisher = Callable[[str, str], None]
+
+
 class OutputFile:
     """Where records go: stdout, or ``OUTPUT.partial`` published to ``OUTPUT`` on success.
 
     ``open`` starts the partial file, or, with ``resume=True`` and a progress file whose
-    fingerprint matches, truncates it to the last checkpoint and appends from there.
+    fingerprint matches, truncates it to the last checkpoint and appends from there. For an
+    output URL the partial, progress and lock files live at ``local_path`` in the staging
+    folder (``storage.staging_path``). ``finish`` turns the finished partial file into the
+    published one (Parquet); without it the partial file is the output.
     """
 
-    def __init__(self, path: str, fingerprint: Optional[Dict[str, Any]] = None):
+    def __init__(self, path: str, fingerprint: Optional[Dict[str, Any]] = None, *,
+                 finish: Optional[Finisher] = None, staging_dir: Optional[str] = None):
         self.path = path
         self.is_stdout = path == "-"
+        self.is_url = is_url(path)
         self.fingerprint = fingerprint or {}
-        self.partial_path = path + PARTIAL_SUFFIX
-        self.progress_path = path + PROGRESS_SUFFIX
+        self.finish = finish
+        self.local_path = staging_path(path, staging_dir) if self.is_url else path
+        self.partial_path = self.local_path + PARTIAL_SUFFIX
+        self.progress_path = self.local_path + PROGRESS_SUFFIX
         self._file: Optional[IO[bytes]] = None
         self.bytes_written = 0
         self.resume_note: Optional[str] = None
 
-    def check_writable(self) -> None:
-        """Fail before any work if the output folder does not exist or is not writable."""
+    @contextlib.contextmanager
+    def _disk(self, where: str) -> Iterator[None]:
+        """A write the OS refuses (a full disk, a read-only folder) as one line naming the file.
+
+        Not for stdout: a closed pipe (``| head``) is the command boundary's to handle.
+        """
         if self.is_stdout:
+            yield
+            return
+        try:
+            yield
+        except OSError as exc:
+            raise MlbError(f"{where}: cannot write ({exc.strerror or exc}); {self.path} is unchanged") from None
+
+    def check_writable(self) -> None:
+        """Fail before any work if the output folder (or bucket) does not exist or is not writable."""
+        if self.is_stdout:
+            return
+        if self.is_url:
+            check_output_url(self.path)
+            make_staging_folder(self.local_path, self.path)
             return
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
@@ -296,7 +159,8 @@ class OutputFile:
             )
             return None
         try:
-            point = ResumePoint(int(data["rows_done"]), int(data["bytes_done"]), int(data["errors"]))
+            point = ResumePoint(int(data["rows_done"]), int(data["bytes_done"]), int(data["errors"]),
+                                dict(data.get("tallies") or {}))
             size = os.path.getsize(self.partial_path)
         except (KeyError, TypeError, ValueError, OSError):
             self.resume_note = f"{self.partial_path} is missing or unreadable; starting over"
@@ -307,66 +171,91 @@ class OutputFile:
         self.resume_note = f"resuming after row {point.rows_done}"
         return point
 
-    def open(self, header_text: str, resume_point: Optional[ResumePoint] = None) -> None:
+    def open(self, header: Union[str, bytes], resume_point: Optional[ResumePoint] = None) -> None:
         if self.is_stdout:
             self._file = sys.stdout.buffer
-            self.write(header_text)
+            self.write(header)
             return
-        if resume_point is not None:
-            f = open(self.partial_path, "r+b")
-            f.truncate(resume_point.bytes_done)
-            f.seek(resume_point.bytes_done)
-            self._file = f
-            self.bytes_written = resume_point.bytes_done
-            return
-        self._file = open(self.partial_path, "wb")
-        self.bytes_written = 0
-        self._remove(self.progress_path)
-        self.write(header_text)
+        with self._disk(self.partial_path):
+            if resume_point is not None:
+                f = open(self.partial_path, "r+b")
+                f.truncate(resume_point.bytes_done)
+                f.seek(resume_point.bytes_done)
+                self._file = f
+                self.bytes_written = resume_point.bytes_done
+                return
+            self._file = open(self.partial_path, "wb")
+            self.bytes_written = 0
+            self._remove(self.progress_path)
+        self.write(header)
 
-    def write(self, text: str) -> None:
-        if not text:
+    def write(self, data: Union[str, bytes]) -> None:
+        """Append records: text (JSON lines, CSV) or bytes (Parquet's record batches)."""
+        if not data:
             return
-        data = text.encode("utf-8")
+        raw = data.encode("utf-8") if isinstance(data, str) else data
         assert self._file is not None
-        self._file.write(data)
-        self.bytes_written += len(data)
+        with self._disk(self.partial_path):
+            self._file.write(raw)
+        self.bytes_written += len(raw)
 
-    def checkpoint(self, rows_done: int, errors: int) -> None:
-        """Make everything written so far durable and record it for ``--resume``."""
+    def checkpoint(self, rows_done: int, errors: int, tallies: Optional[Dict[str, Any]] = None) -> None:
+        """Make everything written so far durable and record it (and the run's tallies) for ``--resume``."""
         assert self._file is not None
-        self._file.flush()
         if self.is_stdout:
+            self._file.flush()
             return
-        os.fsync(self._file.fileno())
+        with self._disk(self.partial_path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
         tmp = self.progress_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(
-                {
-                    "version": PROGRESS_VERSION,
-                    "rows_done": rows_done,
-                    "bytes_done": self.bytes_written,
-                    "errors": errors,
-                    "fingerprint": self.fingerprint,
-                },
-                f,
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.progress_path)
+        progress = {"version": PROGRESS_VERSION, "rows_done": rows_done, "bytes_done": self.bytes_written,
+                    "errors": errors, "fingerprint": self.fingerprint}
+        if tallies is not None:
+            progress["tallies"] = tallies
+        with self._disk(self.progress_path):
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(progress, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.progress_path)
 
     def publish(self) -> None:
-        """Atomically replace the output with the finished partial file."""
+        """Replace the output with the finished file: ``os.replace`` locally, an atomic upload for a URL."""
         assert self._file is not None
-        self._file.flush()
         if self.is_stdout:
+            self._file.flush()
             return
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with self._disk(self.partial_path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
         self._file = None
-        os.replace(self.partial_path, self.path)
+        ready = self.partial_path
+        try:
+            if self.finish is not None:
+                ready = self.local_path + READY_SUFFIX
+                with self._disk(ready):
+                    self.finish(self.partial_path, ready)
+            if self.is_url:
+                upload_atomic(ready, self.path)
+            else:
+                with self._disk(self.path):
+                    os.replace(ready, self.path)
+                _fsync_dir(self.path)
+        finally:
+            if ready != self.partial_path:  # a converted file is rebuilt from the partial one if needed
+                self._remove(ready)
+        self._remove(self.partial_path)
         self._remove(self.progress_path)
-        _fsync_dir(self.path)
+
+    def remove_staging_folder(self) -> None:
+        """After a published URL output (and its lock) are gone, its empty staging folder goes too."""
+        if self.is_url:
+            try:
+                os.rmdir(os.path.dirname(self.local_path))
+            except OSError:
+                pass  # not empty: a partial file kept for --resume, or another run's files
 
     def close(self) -> None:
         """Stop writing without publishing: the output stays as it was; the partial file and

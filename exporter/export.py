@@ -25,11 +25,12 @@ import numpy as np
 
 from ..batch.errors import MlbError, ModelFileError, UsageError, first_line
 from ..batch.modelfile import CheckpointConfig, ModelHeader, attach_header
+from ..batch.storage import umask_file_mode
 
 from ..trainer.checkpoint import checkpoint_probabilities, load_checkpoint
 from . import quantize as _q
 from .checkpoint import CheckpointInfo, inspect_checkpoint
-from .provenance import HeaderMaker, export_provenance
+from .provenance import HeaderMaker, export_provenance, validation_shares
 from .validate import EXACT, LOSSY, SAMPLE_TEXTS, GateLimits, ValidationReport
 
 # ONNX files are one protobuf message, and protobuf cannot serialize a message of 2 GiB or
@@ -109,7 +110,8 @@ def _export(info: CheckpointInfo, output: str, tmp_out: str, quantize: str, conf
     sample = _comparison_texts(config, validate_on, validate_options, validate_limit)
     say(f"loading {info.folder}")
     model, tokenizer = _load_checked(info)
-    headers = HeaderMaker(config, _header_tokenizer_json(tokenizer), export_provenance(info, TASK))
+    headers = HeaderMaker(config, _header_tokenizer_json(tokenizer), export_provenance(info, TASK),
+                          validation_shares(info.folder, config.thresholds))
     say(f"PyTorch reference on {len(sample.texts)} texts ({sample.source})")
     sample.reference = checkpoint_probabilities(model, tokenizer, config.preprocessing.apply(sample.texts),
                                                 config.max_length)
@@ -150,6 +152,7 @@ def prepare_output(output: str) -> str:
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(output) + ".", suffix=".tmp")
         os.close(fd)
+        os.chmod(tmp, umask_file_mode())  # mkstemp makes 0600; the published model follows the umask
     except OSError as exc:
         raise UsageError(f"{output}: cannot write there ({exc.strerror or exc})") from None
     return tmp

@@ -559,3 +559,50 @@ def test_optimum_failures_are_one_line_naming_the_step(step, tmp_path):
     message = str(info.value)
     expected = "int8 quantization with the avx2 preset failed (" if step == "quantize" else "graph optimization O1 failed ("
     assert message.startswith(expected) and "\n" not in message
+
+
+def test_validation_shares_from_training_predictions_reach_the_run_report(varied_checkpoint, tmp_path):
+    """mlb-train leaves eval_predictions.npz beside the checkpoint; the export stores each label's
+    share of validation rows predicted positive, and mlb-batch's report compares with it."""
+    from click.testing import CliRunner
+
+    from mlbert.batch.cli import cli
+    from mlbert.exporter.export import export_model
+
+    checkpoint = tmp_path / "run"
+    shutil.copytree(varied_checkpoint, checkpoint)
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((400, len(TINY_LABELS)))
+    probabilities[:, 0] = 0.01  # label 0 never positive at validation, label 1 always
+    probabilities[:, 1] = 0.99
+    labels = (rng.random((400, len(TINY_LABELS))) < 0.3).astype(np.float32)
+    np.savez_compressed(checkpoint / "eval_predictions.npz", validation_probabilities=probabilities,
+                        validation_labels=labels)
+    saved = os.umask(0o022)
+    try:
+        result = export_model(str(checkpoint), str(tmp_path / "model.onnx"))
+    finally:
+        os.umask(saved)
+    assert os.stat(result.path).st_mode & 0o777 == 0o644  # the umask's mode, not mkstemp's 0600
+    shares = ModelHeader.from_metadata(_metadata(result.path)).validation_shares
+    assert shares.rows == 400
+    assert shares.predicted == pytest.approx((probabilities >= 0.5).mean(axis=0).tolist())
+    assert shares.labelled == pytest.approx(labels.mean(axis=0).tolist())
+
+    texts = [f"text number {i} with words {'happy ' * (i % 4)}{'sad ' * (i % 3)}" for i in range(150)]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    report_path = tmp_path / "report.json"
+    run = CliRunner().invoke(cli, [str(tmp_path / "in.txt"), "-m", result.path, "-o", str(tmp_path / "out.jsonl"),
+                                   "--report-json", str(report_path)], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    report = json.loads(report_path.read_text())
+    assert report["drift"]["checked"] is True
+    for row, expected_share in zip(report["labels"], shares.predicted):
+        assert row["validation_share"] == expected_share
+        assert row["drift"] == (row["psi"] > report["drift"]["bound"])
+    assert report["drift"]["labels_over_bound"], report["labels"]
+
+
+def test_export_without_training_predictions_has_no_validation_shares(fp32_export):
+    assert fp32_export.header.validation_shares is None
+    assert "validation_shares" not in json.loads(_metadata(fp32_export.path)["mlb"])

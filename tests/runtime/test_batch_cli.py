@@ -378,15 +378,17 @@ def test_device_cuda_fails_clearly_here(tmp_path, golden_model):
     assert result.stdout == ""
 
 
+# Runs a job and SIGKILLs itself after chunk argv[5] (never with -1); argv: input output model chunk_size at resume.
 KILLER = """
 import os, signal, sys
 from mlbert.batch.pipeline import BatchJob, BatchOptions
+from mlbert.batch.writers import OutputFile
 job = BatchJob(BatchOptions(input=sys.argv[1], output=sys.argv[2], model=sys.argv[3], chunk_size=int(sys.argv[4]),
                             device="cpu", threads=1, resume=sys.argv[6] == "1"))
 job.prepare()
 def hook(i):
     if i == int(sys.argv[5]):
-        with open(sys.argv[2] + ".partial", "ab") as f:
+        with open(OutputFile(sys.argv[2]).partial_path, "ab") as f:
             f.write(b'{"torn": ')   # a record half-written after the last checkpoint
         os.kill(os.getpid(), signal.SIGKILL)
 job.run(after_chunk=hook)
