@@ -15,12 +15,11 @@ error record if it is the text), never the file. Binary columns are decoded the 
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any, Dict, Iterator, List, Optional
 
 from .errors import InputError, MlbError, UsageError, first_line
 from .formats import FileFormat
-from .readers import Row
+from .readers import Row, RowSource
 from .storage import failure_reason, is_url, open_input
 
 INSTALL_HINT = "pip install 'mlbert[parquet]'"
@@ -34,7 +33,7 @@ def _pyarrow_parquet() -> Any:
     return pq
 
 
-class ParquetTable:
+class ParquetTable(RowSource):
     """An open Parquet file with ``readers.Table``'s interface; ``header`` is ignored (Parquet names its columns)."""
 
     def __init__(self, path: str, file_format: FileFormat, header: Optional[bool] = None):
@@ -73,8 +72,6 @@ class ParquetTable:
         self._read_columns: Optional[List[str]] = None
         self._groups_read = 0
         self._bytes_read = 0
-        self._sampled: List[Row] = []
-        self._iterator: Optional[Iterator[Row]] = None
 
     @property
     def bytes_read(self) -> int:
@@ -102,23 +99,6 @@ class ParquetTable:
                 number += 1
                 yield Row(number, values)
 
-    def sample(self, count: int = 64) -> List[Row]:
-        """The first ``count`` rows, kept so that ``rows()`` still yields them first."""
-        if self._iterator is None:
-            self._iterator = self._make_rows()
-        while len(self._sampled) < count:
-            row = next(self._iterator, None)
-            if row is None:
-                break
-            self._sampled.append(row)
-        return list(self._sampled[:count])
-
-    def rows(self) -> Iterator[Row]:
-        if self._iterator is None:
-            self._iterator = self._make_rows()
-        sampled, self._sampled = self._sampled, []
-        return chain(sampled, self._iterator)
-
     def close(self) -> None:
         closer = getattr(self._file, "close", None)
         if closer is not None:
@@ -126,12 +106,6 @@ class ParquetTable:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-
-    def __enter__(self) -> "ParquetTable":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def group_rows(group: Any) -> Iterator[Dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -90,16 +91,57 @@ def _looks_like_header(cells: List[str]) -> bool:
     return all(len(c.split()) <= 3 for c in cells)
 
 
-class Table:
-    """An open CSV, TSV, JSON lines or plain text input. Use as a context manager; ``rows()`` streams once.
+class RowSource:
+    """What every reader (``formats.Format.reader``) offers; a reader only makes rows (``_make_rows``).
 
-    Every reader (``formats.Format.reader``) offers this interface: ``path``, ``format``,
-    ``columns``, ``column_types`` (Arrow types where the file declares them, else None),
-    ``has_header``, ``bytes_read``, ``size``, ``sample(n)``, ``use_columns(names)``, ``rows()``,
-    ``close()``.
+    Interface: ``path``, ``format``, ``columns``, ``column_types`` (Arrow types where the file
+    declares them, else None), ``has_header``, ``bytes_read``, ``size``, ``sample(n)``,
+    ``use_columns(names)``, ``rows()``, ``close()``; a context manager. ``sample`` reads ahead
+    without losing rows, so columns can be detected from data even on stdin.
     """
 
     column_types: Optional[Dict[str, Any]] = None
+    _lookahead: Optional[List[Row]] = None
+    _source: Optional[Iterator[Row]] = None
+
+    def _make_rows(self) -> Iterator[Row]:
+        raise NotImplementedError
+
+    def sample(self, count: int = 64) -> List[Row]:
+        """The first ``count`` rows, kept so that ``rows()`` still yields them first."""
+        if self._lookahead is None:
+            self._source = self._make_rows()
+            self._lookahead = []
+        assert self._source is not None
+        while len(self._lookahead) < count:
+            row = next(self._source, None)
+            if row is None:
+                break
+            self._lookahead.append(row)
+        return list(self._lookahead[:count])
+
+    def use_columns(self, names: List[str]) -> None:
+        """Only these columns are needed from here on (a reader may skip the others)."""
+
+    def rows(self) -> Iterator[Row]:
+        """Every row, once: the sampled ones first."""
+        if self._lookahead is None:
+            return self._make_rows()
+        ahead, self._lookahead = self._lookahead, []
+        return itertools.chain(ahead, self._source if self._source is not None else ())
+
+    def close(self) -> None:
+        """Release the file."""
+
+    def __enter__(self) -> "RowSource":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Table(RowSource):
+    """An open CSV, TSV, JSON lines or plain text input (the ``RowSource`` interface); ``rows()`` streams once."""
 
     def __init__(self, path: str, file_format: FileFormat, header: Optional[bool] = None):
         self.path = path
@@ -131,8 +173,6 @@ class Table:
         self.has_header = False
         self._first_cells: Optional[List[str]] = None
         self._header_hint = header
-        self._sampled: Optional[List[Row]] = None
-        self._row_iter: Optional[Iterator[Row]] = None
         if self.format.format in ("csv", "tsv"):
             self._prepare_delimited()
         elif self.format.format == "text":
@@ -219,31 +259,6 @@ class Table:
                 pass
 
     # -- rows ---------------------------------------------------------------------------------
-
-    def sample(self, count: int = 64) -> List[Row]:
-        """The first ``count`` rows, kept so that ``rows()`` still yields them first.
-
-        Lets callers detect columns from data (headerless files) without a second pass,
-        which stdin could not give them.
-        """
-        if self._sampled is None:
-            self._row_iter = self._make_rows()
-            self._sampled = []
-        while len(self._sampled) < count:
-            try:
-                self._sampled.append(next(self._row_iter))
-            except StopIteration:
-                break
-        return list(self._sampled[:count])
-
-    def use_columns(self, names: List[str]) -> None:
-        """Only these columns are needed from here on; a text file parses whole lines anyway."""
-
-    def rows(self) -> Iterator[Row]:
-        if self._sampled is None:
-            return self._make_rows()
-        sampled, self._sampled = self._sampled, []
-        return _chain_rows(sampled, self._row_iter)
 
     def _make_rows(self) -> Iterator[Row]:
         fmt = self.format.format
@@ -337,18 +352,6 @@ class Table:
         if self._own_raw is not None:
             self._own_raw.close()
             self._own_raw = None
-
-    def __enter__(self) -> "Table":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def _chain_rows(first: List[Row], rest: Optional[Iterator[Row]]) -> Iterator[Row]:
-    yield from first
-    if rest is not None:
-        yield from rest
 
 
 def open_table(

@@ -205,9 +205,7 @@ class OutputFile:
         if self.is_stdout:
             self._file.flush()
             return
-        with self._disk(self.partial_path):
-            self._file.flush()
-            os.fsync(self._file.fileno())
+        self._sync_partial()
         tmp = self.progress_path + ".tmp"
         progress = {"version": PROGRESS_VERSION, "rows_done": rows_done, "bytes_done": self.bytes_written,
                     "errors": errors, "fingerprint": self.fingerprint}
@@ -220,15 +218,21 @@ class OutputFile:
                 os.fsync(f.fileno())
             os.replace(tmp, self.progress_path)
 
+    def _sync_partial(self) -> None:
+        """Everything written so far on disk, not in a buffer (a kill cannot lose a checkpointed row)."""
+        assert self._file is not None
+        with self._disk(self.partial_path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
     def publish(self) -> None:
         """Replace the output with the finished file: ``os.replace`` locally, an atomic upload for a URL."""
         assert self._file is not None
         if self.is_stdout:
             self._file.flush()
             return
+        self._sync_partial()
         with self._disk(self.partial_path):
-            self._file.flush()
-            os.fsync(self._file.fileno())
             self._file.close()
         self._file = None
         ready = self.partial_path
