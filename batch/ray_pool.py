@@ -1,17 +1,19 @@
 """A pool of Ray actors that score chunks in input order and survive the loss of actors and nodes.
 
-Why the engine schedules the chunks itself instead of handing them to Ray Data or to Ray's
-task retries: the output must be byte-identical to an uninterrupted run, and a lost node is
-ordinary on a cluster (spot instances, preemption). Here each chunk is one actor call;
-the driver keeps at most one chunk on each actor and a bounded number of chunks ahead of
-the next one to write. When an actor is lost (its node died, its process was killed), the
-chunk it held goes back to the queue and the next free actor scores it: every actor runs
-the same ``Classifier`` with the same threads and token budget on the same chunk, so the
-retried chunk gives the same probabilities. A replacement actor is requested at once and
-joins when the cluster has room for it. The run stops only when no actor is left and none
-starts within ``wait_seconds`` (one line; the caller's output is untouched), or when a
-chunk was in flight on ``MAX_ATTEMPTS`` actors that all died (a chunk that kills its actor,
-for example by exhausting its memory, must not kill the whole cluster one actor at a time).
+Why the engine schedules the chunks itself: the output must be byte-identical to an
+uninterrupted run, and a lost node is ordinary on a cluster (spot instances, preemption).
+With a Ray Data pipeline, losing one node ended the whole run; here the order, the retry of
+exactly the lost chunk and the point of giving up are decided in one place that the tests
+exercise. Each chunk is one actor call; the driver keeps at most one chunk on each actor and
+a bounded number of chunks ahead of the next one to write. When an actor is lost (its node
+died, its process was killed), the chunk it held goes back to the queue and the next free
+actor scores it: every actor runs the same ``Classifier`` with the same threads and token
+budget on the same chunk, so the retried chunk gives the same probabilities. A replacement
+actor is requested at once and joins when the cluster has room for it. The run stops only
+when no actor is left and none starts within ``wait_seconds`` (one line; the caller's output
+is untouched), or when a chunk was in flight on ``MAX_ATTEMPTS`` actors that died while
+their nodes stayed up (a chunk that kills its actor, for example by exhausting its memory,
+must not kill every actor of the cluster in turn).
 
 An exception raised by the model (a damaged model, a CUDA error) is not a loss: it is
 raised at once, as the local engine would.

@@ -92,7 +92,7 @@ def run_size(model: Path, data: Path, rows: int, address: str, folder: Path) -> 
         r["vs_local"] = r["seconds"] / results[0]["seconds"] if results else 1.0
         results.append(r)
         print(f"{name:>46} {rows:>7} rows  wall {r['seconds']:6.1f} s  start-up {r['startup']:5.1f} s  "
-              f"steady {r['steady']:6.0f} rows/s  x{r['vs_local']:.2f}  identical={r['identical']}",
+              f"steady {r['steady']:6.0f} rows/s  x{r['vs_local']:.2f}  identical={r['identical']}\n    {r['summary']}",
               file=sys.stderr, flush=True)
     for r in results:
         del r["output"]

@@ -313,3 +313,18 @@ def test_a_chunk_that_kills_every_actor_it_meets_stops_the_run(varied_int8_onnx,
             handed_back.append((work.index, result.shape))
     assert handed_back == [(0, (3, 4))]
     assert len(pool.notes) == 3 and all(" lost (" in note and "chunk 2 retried" in note for note in pool.notes)
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("The actor died unexpectedly before finishing this task.\n\tclass_name: ScoreActor\n\tactor_id: fb81\n"
+     "\tpid: 6537\n\tip: 10.0.0.7\nThe actor died because its node has died. Node Id: e79ed5c552b1",
+     "The actor died because its node has died."),
+    ("The actor 97e7 is unavailable: The actor is temporarily unavailable: RpcError: RPC error: "
+     "recvmsg:Connection reset by peer rpc_code: 14", "unreachable: recvmsg:Connection reset by peer"),
+    ("The actor died unexpectedly before finishing this task.\n\tclass_name: ScoreActor\n"
+     "The actor is dead because it was killed by `ray.kill`.", "The actor is dead because it was killed by `ray.kill`."),
+])
+def test_the_reason_of_a_lost_actor_is_ray_s_reason_line(message, reason):
+    from mlbert.batch.ray_pool import loss_reason
+
+    assert loss_reason(RuntimeError(message)) == reason
