@@ -7,6 +7,7 @@ what the user sees (stdout, stderr, exit code) is what the test sees. Nodes are 
 with SIGKILL, as a preempted machine would be. Marked slow (about a minute); CI runs it.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,14 +92,20 @@ def start_driver(cluster, texts: Path, out: Path, model: Path, *extra: str, env=
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
 
 
-def when_first_chunk_written(driver: subprocess.Popen, out: Path) -> None:
-    """Wait for the run's first checkpoint (so it is mid-run), or fail with what the driver said."""
+def when_written(driver: subprocess.Popen, out: Path, rows: int) -> None:
+    """Wait until the run's checkpoint says ``rows`` rows are written (so it is mid-run, every actor
+    has scored a chunk), or fail with what the driver said."""
     progress = Path(str(out) + ".progress")
     deadline = time.monotonic() + RUN_TIMEOUT
-    while not progress.exists():
+    while True:
+        try:
+            if json.loads(progress.read_text(encoding="utf-8"))["rows_done"] >= rows:
+                return
+        except (OSError, ValueError, KeyError):
+            pass  # not written yet, or being replaced
         if driver.poll() is not None or time.monotonic() > deadline:
             stdout, stderr = driver.communicate()
-            pytest.fail(f"the run ended before its first checkpoint: {driver.returncode}\n{stderr}")
+            pytest.fail(f"the run ended before {rows} rows were written: {driver.returncode}\n{stderr}")
         time.sleep(0.05)
 
 
@@ -128,7 +135,7 @@ def test_a_lost_node_costs_only_its_chunk_and_the_bytes_stay_the_same(cluster, t
     workers(cluster, 2)
     out = tmp_path / "out.jsonl"
     driver = start_driver(cluster, texts, out, varied_int8_onnx)
-    when_first_chunk_written(driver, out)
+    when_written(driver, out, 10 * BATCH)
     kill_node(cluster)
     code, stdout, stderr = finish(driver)
     assert code == 0, stderr
@@ -137,7 +144,9 @@ def test_a_lost_node_costs_only_its_chunk_and_the_bytes_stay_the_same(cluster, t
     assert stdout == "" and all(line.startswith("mlb-batch: ") for line in lines), stderr  # nothing of Ray's
     assert any(" lost (" in line and "retried" in line for line in lines), stderr
     summary = lines[-1]
-    assert f"{ROWS} rows, 0 errors" in summary and f"{BATCH}-row batches; 2 actors scored rows" in summary, summary
+    assert f"{ROWS} rows, 0 errors" in summary and f"{BATCH}-row batches; 2 actors scored rows: " in summary, summary
+    per_actor = summary.split("scored rows: ")[1].split(")")[0].split(", ")
+    assert sum(int(item.rsplit(" ", 1)[1]) for item in per_actor) == ROWS, summary
     nothing_left_in_the_temporary_folder(cluster)
 
 
@@ -147,7 +156,7 @@ def test_no_actor_left_is_one_line_and_resume_finishes_the_same_bytes(cluster, t
     out = tmp_path / "out.jsonl"
     out.write_bytes(b"the previous night's output\n")
     driver = start_driver(cluster, texts, out, varied_int8_onnx, env={"MLB_RAY_ACTOR_WAIT": "3"})
-    when_first_chunk_written(driver, out)
+    when_written(driver, out, 10 * BATCH)
     kill_node(cluster)
     code, stdout, stderr = finish(driver)
     assert code == 1 and stdout == ""
