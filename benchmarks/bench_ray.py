@@ -111,7 +111,40 @@ def table(results: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(text: str, argv: List[str], model: Path, cluster_seconds: float) -> None:
+def break_even_rows(start_ray: float, start_local: float, rate_ray: float, rate_local: float) -> Optional[float]:
+    """Rows per file from which the Ray run's wall time is below the local engine's (None: never)."""
+    gain = 1.0 / rate_local - 1.0 / rate_ray
+    return max(0.0, (start_ray - start_local) / gain) if gain > 0 else None
+
+
+def pays_table(results: List[Dict[str, Any]]) -> str:
+    """Break-even rows per file and the wall time of 1M rows for 1-8 machines like this one.
+
+    Arithmetic from the largest input's figures: a Ray node runs at the 1-node steady rate
+    (all of this machine's cores), N nodes at N times that, after the measured start-up; the
+    local engine at its steady rate after its start-up. It assumes the driver and the
+    network keep up, which this one machine cannot show beyond its 2 actors.
+    """
+    largest = max(r["rows"] for r in results)
+    local = next(r for r in results if r["rows"] == largest and r["engine"].startswith("local (default)"))
+    own = next(r for r in results if r["rows"] == largest and r["engine"].startswith("ray, 1 node"))
+    joined = next(r for r in results if r["rows"] == largest and r["engine"].startswith("ray, 2 nodes"))
+    lines = ["| machines like this one | rows per file from which Ray pays, Ray started by mlb-batch | "
+             "... joining a running cluster | 1M rows: Ray (joined) | 1M rows: local engine |",
+             "|---|---|---|---|---|"]
+    for nodes in (1, 2, 4, 8):
+        rate = nodes * own["steady"]
+        cells = []
+        for start in (own["startup"], joined["startup"]):
+            rows = break_even_rows(start, local["startup"], rate, local["steady"])
+            cells.append("never" if rows is None else f"{rows:,.0f}")
+        ray_1m = joined["startup"] + 1e6 / rate
+        local_1m = local["startup"] + 1e6 / local["steady"]
+        lines.append(f"| {nodes} | {cells[0]} | {cells[1]} | {ray_1m:,.0f} s | {local_1m:,.0f} s |")
+    return "\n".join(lines)
+
+
+def write_doc(text: str, argv: List[str], model: Path, cluster_seconds: float, pays: str) -> None:
     import ray
 
     m = machine_info()
@@ -131,10 +164,13 @@ def write_doc(text: str, argv: List[str], model: Path, cluster_seconds: float) -
         f"(two Ray nodes of 1 CPU each on 127.0.0.1) took {cluster_seconds:.1f} s to start, once, not counted in "
         "the rows below. `load avg` above the CPU count means other work shared the CPUs.\n\n"
         + text + "\n\n"
-        "On one machine the Ray engine cannot beat the local engine, which already uses every core: two "
-        "nodes on one 2-core machine are the same two cores. What these rows give is Ray's fixed cost (the "
-        "start-up column) and the steady rate of one actor per core; [SCALE.md](SCALE.md) turns them into "
-        "when the Ray engine pays on several machines.\n",
+        "When the Ray engine pays: the rows per file from which a Ray run's wall time (start-up + rows / rate) "
+        "is below the local engine's, for machines like this one. Arithmetic from the largest input above: "
+        "each Ray node scores at the 1-node steady rate (this machine's cores as 1-thread actors), after the "
+        "start-up measured above (mlb-batch starting Ray, or joining a running cluster); the local engine at "
+        "its own steady rate and start-up. It assumes the driver (reading, writing) and the network keep up "
+        "with N nodes, which one machine cannot show.\n\n"
+        + pays + "\n",
         encoding="utf-8",
     )
 
@@ -164,10 +200,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 results += run_size(Path(model), data, rows, cluster.address, Path(tmp))
     finally:
         cluster.shutdown()
-    text = table(results)
-    print(text)
+    text, pays = table(results), pays_table(results)
+    print(text + "\n\n" + pays)
     if args.write_doc:
-        write_doc(text, argv if argv is not None else sys.argv[1:], Path(model), cluster_seconds)
+        write_doc(text, argv if argv is not None else sys.argv[1:], Path(model), cluster_seconds, pays)
     return 0 if all(r["identical"] is not False for r in results) else 1
 
 
