@@ -181,14 +181,15 @@ def test_ray_resume_after_a_stop_is_byte_identical(jsonl_with_bad_rows, tmp_path
     job.close()
     assert not out.exists() and (tmp_path / "out.jsonl.progress").exists()
     resumed = make_job(BatchOptions(input=str(jsonl_with_bad_rows), output=str(out), model=str(varied_int8_onnx),
-                                       chunk_size=5, resume=True), RayOptions(concurrency=2))
+                                    chunk_size=5, resume=True), RayOptions(concurrency=2))
     resumed.prepare()
     summary = resumed.run()
     assert summary.resumed_from == 15 and summary.rows == 40 and summary.errors == 4
     assert out.read_bytes() == full.read_bytes()
 
 
-def test_resume_keeps_the_interrupted_runs_batch_size_when_the_pool_changed(plain_texts, tmp_path, varied_int8_onnx, make_job):
+def test_resume_keeps_the_interrupted_runs_batch_size_when_the_pool_changed(plain_texts, tmp_path, varied_int8_onnx,
+                                                                            make_job):
     """After a lost node the pool is smaller; a default batch sized for it would differ and start over."""
     out, full = tmp_path / "out.jsonl", tmp_path / "full.jsonl"
     options = BatchOptions(input=str(plain_texts), output=str(out), model=str(varied_int8_onnx))
@@ -199,7 +200,7 @@ def test_resume_keeps_the_interrupted_runs_batch_size_when_the_pool_changed(plai
     job.close()
     assert options.chunk_size == 125
     resumed = make_job(BatchOptions(input=str(plain_texts), output=str(out), model=str(varied_int8_onnx),
-                                       resume=True), RayOptions(concurrency=1))
+                                    resume=True), RayOptions(concurrency=1))
     resumed.prepare()
     summary = resumed.run()
     assert summary.resumed_from == 250 and summary.rows == 1000
