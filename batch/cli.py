@@ -73,7 +73,7 @@ files already done are skipped on the next run:
     mlb-batch 'exports/*.csv.gz' extra.tsv -m model.onnx -o labels/ --output-format csv
 
 \b
-On Ray Data (pip install 'mlbert[ray]'): an actor pool, same output bytes:
+On a Ray cluster (pip install 'mlbert[ray]'): a pool of actors, same output bytes:
     mlb-batch /data/inbox/ -m model.onnx -o labels/ --engine ray --ray-address auto
 
 \b
@@ -137,13 +137,14 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
               help="Continue a killed run from its last checkpoint (OUTPUT.progress); the result is byte-identical.")
 @click.option("--redo", is_flag=True, help="With an output folder: run inputs whose outputs are already done too.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process. ray: a Ray Data actor pool (pip install 'mlbert[ray]').")
+              help="local: this process. ray: a pool of Ray actors (pip install 'mlbert[ray]').")
 @click.option("--ray-address", envvar="RAY_ADDRESS", metavar="ADDRESS",
               help="Ray cluster to join (auto, ray://head:10001); default: start a local one. [env: RAY_ADDRESS]")
 @click.option("--ray-concurrency", type=click.IntRange(min=1), metavar="ACTORS",
               help="Predictor actors (default: cluster CPUs / --threads, or one per GPU with cuda).")
 @click.option("--ray-batch-size", type=click.IntRange(min=1), metavar="ROWS",
-              help="Rows per actor call (default: --chunk-size; the local engine with the same chunk size "
+              help="Rows per actor call (default: sized so that each actor gets about 4 calls per file, at "
+                   "most --chunk-size; the summary names it, and the local engine with that --chunk-size "
                    "gives the same bytes).")
 @click.option("--staging-dir", envvar="MLB_STAGING_DIR", metavar="DIR",
               help="For an output URL: where its partial, progress and lock files live until the upload "
@@ -173,9 +174,11 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
         os.environ.setdefault("RAYON_RS_NUM_CPUS", str(threads))
     reports = _Reports(report_json, report_prom, inputs, output, model)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    made: List[Any] = []
     job = None
     try:
-        job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet)
+        job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet,
+                           made)
         click.get_current_context().obj["job"] = job  # for the line printed if the run is stopped
         job.prepare()
         summary = job.run(on_progress=progress)
@@ -184,6 +187,8 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
         raise
     finally:
         progress.finish()
+        for each in made:  # the Ray engine's actors stop now, not when the process ends
+            each.close()
     if not quiet:
         for note in summary.notes:
             click.echo(f"mlb-batch: {note}", err=True)
@@ -251,8 +256,9 @@ class _Reports:
 
 
 def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional[str],
-                 ray_concurrency: Optional[int], ray_batch_size: Optional[int], redo: bool, quiet: bool) -> Any:
-    """One BatchJob for one input -> FILE/stdout; an InboxRun for an output folder."""
+                 ray_concurrency: Optional[int], ray_batch_size: Optional[int], redo: bool, quiet: bool,
+                 made: List[Any]) -> Any:
+    """One BatchJob for one input -> FILE/stdout; an InboxRun for an output folder. Ray jobs go into ``made``."""
     from .inbox import InboxRun, plan
     from .pipeline import BatchJob
 
@@ -265,7 +271,8 @@ def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional
         if engine == "ray":
             from .ray_engine import RayBatchJob, RayOptions
 
-            return RayBatchJob(job_options, RayOptions(ray_address, ray_concurrency, ray_batch_size))
+            made.append(RayBatchJob(job_options, RayOptions(ray_address, ray_concurrency, ray_batch_size)))
+            return made[-1]
         return BatchJob(job_options)
 
     planned = plan(inputs, options.output, options.output_format)

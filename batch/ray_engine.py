@@ -1,175 +1,128 @@
-"""``mlb-batch --engine ray``: the same job with the model calls spread over a Ray Data actor pool.
+"""``mlb-batch --engine ray``: the same job with the model calls spread over a pool of Ray actors.
 
 Why it is built this way: "rows in == rows out" and byte-identical output matter more
-than raw speed. So the driver reads the input with the same readers and cuts it into the
-same chunks as the local engine (``batch.pipeline.split_chunk``: same ids, same error
-records); only the texts of each chunk travel, as one row of a Ray Dataset, to a pool of
-actors, each holding one ``Classifier`` (the Python API's object, the local
-engine's code) and scoring a whole chunk in one call, exactly as the local engine does.
-The driver takes the results back in input order and writes them with the same
-``RecordFormatter`` and ``OutputFile`` (atomic publish, lock, checkpoints, ``--resume``).
+than raw speed. The driver reads the input with the same readers and cuts it into the
+same chunks as the local engine (``pipeline.split_chunk``: same ids, same error records);
+only the texts of each chunk travel to an actor (``ray_pool.ActorPool``), which scores
+the whole chunk in one ``Classifier.predict_proba`` call exactly as the local engine does.
+A Parquet input is not even read by the driver: its footer gives the chunk boundaries and
+each actor reads its own rows (``ray_parquet``). The driver takes the results back in
+input order and writes them with the same ``RecordFormatter`` and ``OutputFile`` (atomic
+publish, lock, checkpoints, ``--resume``). A lost actor or node costs only the chunk it
+held, which another actor scores again with the same result (``ray_pool``).
 
-The input is sent in windows of chunks (``window_chunks``) so the driver's memory stays
-bounded by the window, not the file; each window is one Ray Dataset execution, which
-starts its actor pool and loads the model once per actor (a fraction of a second for
-MiniLM, paid once per ~100k rows by default).
+Rows per actor call: the local engine's ``--chunk-size`` (4096) would make a file of a few
+thousand rows one chunk for one actor while the others idle, so by default the batch is
+sized from the input's rows and the pool's size (``default_batch_size``) and the summary
+says which it was: the local engine run with that ``--chunk-size`` writes the same bytes.
 
-The model file is read once on the driver and shipped through Ray's object store, so
-workers on other machines need mlb installed but not the model path.
+The model file is read once on the driver and shipped through Ray's object store; actors
+build their onnxruntime session from the bytes, so nothing is written to a worker's disk
+and worker machines need mlbert installed but not the model path.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import warnings
+import json
+import math
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from itertools import islice, repeat
+from typing import Any, Callable, Iterator, List, Optional
 
 import numpy as np
 
-from .errors import MlbError, UsageError, first_line, raise_errors
-from .pipeline import BatchJob, BatchOptions, chunks_of, parse_thresholds, split_chunk
-from .cpus import available_cpus
 from .classifier import Classifier, load
-from .writers import ChunkResult
+from .errors import MlbError, UsageError
+from .formats import detect_format
+from .pipeline import BatchJob, BatchOptions, chunks_of, parse_thresholds, split_chunk
+from .ray_cluster import RayOptions, start_ray
+from .ray_parquet import can_open_parquet, parquet_rows, parquet_slices
+from .ray_pool import ActorPool, ActorSpec, RayUnavailable, Work
+from .readers import open_table
+from .writers import ChunkResult, OutputFile
 
-INSTALL_HINT = "pip install 'mlbert[ray]' (or pip install 'ray[data]>=2.40,<3')"
-# Chunks sent to the pool per Ray Dataset execution, per actor: enough to keep every
-# actor busy and amortise the pool's start, few enough to bound the driver's memory.
-WINDOW_CHUNKS_PER_ACTOR = 16
+__all__ = ["RayBatchJob", "RayOptions", "default_batch_size"]
+
+# Actor calls each actor should get from one file when the batch is sized from the input:
+# enough that no actor idles for long at the end of a file, few enough that each batch
+# stays large (the token budget packs a large batch with less padding).
+CALLS_PER_ACTOR = 4
+# Smallest batch sized from the input: below it the per-call cost outweighs an idle actor.
+MIN_BATCH_ROWS = 64
+# Actors listed by name in the summary; more are summed up.
+LISTED_ACTORS = 8
 
 
-@dataclass
-class RayOptions:
-    """The Ray engine's own settings (the rest is ``BatchOptions``)."""
-
-    address: Optional[str] = None  # join this cluster ("auto", "ray://host:10001"); None: start a local one
-    concurrency: Optional[int] = None  # actors; default: CPUs (or GPUs) in the cluster / per-actor share
-    batch_size: Optional[int] = None  # rows per actor call; default: --chunk-size
-    num_cpus: Optional[int] = None  # CPUs of a local instance; default: the CPUs this process may use
+def default_batch_size(rows: Optional[int], actors: int, limit: int) -> int:
+    """Rows per actor call for a file of ``rows`` rows (None: unknown) and ``actors`` actors, at most ``limit``."""
+    if rows is None:
+        return limit
+    per_call = math.ceil(rows / (max(1, actors) * CALLS_PER_ACTOR))
+    return max(1, min(limit, max(MIN_BATCH_ROWS, per_call)))
 
 
-def _ray():
-    # Ray Data logs each execution's plan at INFO on stderr; cron mail wants errors only.
-    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+def count_rows(options: BatchOptions, limit: int) -> Optional[int]:
+    """Data rows in the input, counting at most ``limit`` (a Parquet footer knows); None for stdin."""
+    if options.input == "-":
+        return None
+    if detect_format(options.input, options.format, default="text").format == "parquet":
+        return parquet_rows(options.input)
+    with open_table(options.input, options.format, options.header, default_format="text") as table:
+        return sum(1 for _ in islice(table.rows(), limit))
+
+
+def recorded_chunk_size(output: str) -> Optional[int]:
+    """The chunk size an earlier, interrupted run of this output used (its progress file), if any."""
+    if output == "-":
+        return None
     try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise UsageError(f"--engine ray needs Ray Data: {INSTALL_HINT}") from None
-    return ray
-
-
-def start_ray(options: RayOptions, quiet: bool = True) -> Any:
-    """Join ``options.address`` or start a local instance, once per process; returns ``ray``."""
-    ray = _ray()
-    if not ray.is_initialized():
-        kwargs: Dict[str, Any] = dict(
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            ignore_reinit_error=True,
-        )
-        try:
-            if options.address:
-                ray.init(address=options.address, **kwargs)
-            else:
-                # "local": always a new instance of our own, never one found running on this machine.
-                ray.init(address="local", num_cpus=options.num_cpus or available_cpus(), **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = options.address or "a local instance"
-            raise MlbError(f"--engine ray: cannot start or join Ray ({where}): {first_line(exc)}") from None
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
-    if hasattr(context, "print_on_execution_start"):
-        context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    return ray
-
-
-class ScoreChunks:
-    """Ray Data actor: one onnxruntime session, whole chunks of texts in, probabilities out.
-
-    ``model`` is a one-element list holding the ObjectRef of the model's bytes (a list so
-    Ray passes the reference, not the value, through the constructor).
-    """
-
-    def __init__(self, model: List[Any], model_name: str, device: str, threads: int, token_budget: Optional[int]):
-        import ray
-
-        # onnxruntime builds the session from the bytes: no copy of the model on the worker's disk.
-        self.classifier = load(ray.get(model[0]), device, threads=threads, token_budget=token_budget)
-        self.classifier.warm_up()
-
-    def __call__(self, batch: Any) -> Dict[str, np.ndarray]:
-        indices = batch.column("index").to_pylist()
-        texts = batch.column("texts").to_pylist()
-        probs = []
-        for chunk_texts in texts:
-            scores = self.classifier.predict_proba(list(chunk_texts), chunk_size=None)
-            probs.append(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
-        return {
-            "index": np.asarray(indices, dtype=np.int64),
-            "probs": np.array(probs, dtype=object),
-            "provider": np.array([self.classifier.provider] * len(indices), dtype=object),
-        }
+        with open(OutputFile(output).progress_path, "r", encoding="utf-8") as f:
+            size = json.load(f)["fingerprint"]["execution"]["chunk_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) and size >= 1 else None
 
 
 @dataclass
-class _Pool:
-    """What every window's Dataset needs, decided once per process (shared by an inbox's files)."""
+class ScoreTexts:
+    """A chunk's texts, sent to an actor: probabilities back, float32, one row per text."""
 
-    model_ref: Any
-    model_name: str
-    device: str
-    threads: int
-    num_gpus: float
-    concurrency: int
-    token_budget: Optional[int]
+    texts: List[str]
+
+    def score(self, classifier: Classifier) -> np.ndarray:
+        return np.ascontiguousarray(classifier.predict_proba(self.texts, chunk_size=None), dtype=np.float32)
+
+
+class _RowShare:
+    """Progress for an input the driver does not read (Parquet): the share of rows done, in bytes."""
+
+    def __init__(self, size: Optional[int], total_rows: int, job: "RayBatchJob"):
+        self.size, self.total_rows, self.job = size, total_rows, job
 
     @property
-    def window_chunks(self) -> int:
-        return max(4, WINDOW_CHUNKS_PER_ACTOR * self.concurrency)
-
-
-def _ray_failure(exc: BaseException) -> MlbError:
-    """The MlbError an actor raised (bad device, damaged model), else one line about Ray."""
-    seen = set()
-    stack: List[Any] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, MlbError):
-            return current
-        stack.extend([getattr(current, "cause", None), current.__cause__, current.__context__])
-    text = str(exc).strip()
-    for line in text.splitlines():  # Ray's messages carry the worker's traceback; keep the error line
-        if "Error:" in line and not line.startswith(" "):
-            text = line.strip()
-    first = text.splitlines()[-1] if text else type(exc).__name__
-    return MlbError(f"--engine ray: the Ray job failed ({first[-300:]}); MLB_RAISE_ERRORS=1 shows the traceback")
+    def bytes_read(self) -> int:
+        if not self.size or not self.total_rows:
+            return 0
+        return int(self.size * self.job.summary.rows / self.total_rows)
 
 
 class RayBatchJob(BatchJob):
-    """``BatchJob`` whose chunks are scored by a Ray Data actor pool; everything else is shared."""
+    """``BatchJob`` whose chunks are scored by a pool of Ray actors; everything else is shared."""
 
     def __init__(self, options: BatchOptions, ray_options: Optional[RayOptions] = None):
         super().__init__(options)
         self.ray_options = ray_options or RayOptions()
-        if self.ray_options.batch_size is not None:
-            if self.ray_options.batch_size < 1:
-                raise UsageError(f"--ray-batch-size must be at least 1, not {self.ray_options.batch_size}")
-            options.chunk_size = self.ray_options.batch_size
+        if self.ray_options.batch_size is not None and self.ray_options.batch_size < 1:
+            raise UsageError(f"--ray-batch-size must be at least 1, not {self.ray_options.batch_size}")
         if self.ray_options.concurrency is not None and self.ray_options.concurrency < 1:
             raise UsageError(f"--ray-concurrency must be at least 1, not {self.ray_options.concurrency}")
-        self.pool: Optional[_Pool] = None
+        self.max_batch = options.chunk_size  # --chunk-size caps a batch sized from the input
+        self.pool: Optional[ActorPool] = None
+        self.actor_rows: Counter = Counter()
 
     def prepare(self) -> Classifier:
-        """Check the model on the driver (CPU, one thread: header, labels, a warm-up batch), then Ray."""
+        """Check the model on the driver (CPU, one thread: header, labels, a warm-up batch), then start the actors."""
         self._check_options()
         o = self.options
         classifier = load(o.model, "cpu", threads=1, token_budget=o.token_budget)
@@ -177,7 +130,7 @@ class RayBatchJob(BatchJob):
         classifier.thresholds = parse_thresholds(o.thresholds, classifier.label_names, classifier.thresholds)
         self.classifier = classifier
         self.pool = self._start_pool(classifier.token_budget)
-        self.summary.provider = f"ray ({self.pool.concurrency} actors)"
+        self.summary.provider = self._describe()
         return classifier
 
     def adopt(self, prepared: BatchJob) -> None:
@@ -185,7 +138,12 @@ class RayBatchJob(BatchJob):
         assert self.classifier is not None
         self.pool = getattr(prepared, "pool", None) or self._start_pool(self.classifier.token_budget)
 
-    def _start_pool(self, cpu_budget: int) -> _Pool:
+    def close(self) -> None:
+        """Stop the actors (an inbox's jobs share them: close once, after the last file)."""
+        if self.pool is not None:
+            self.pool.close()
+
+    def _start_pool(self, cpu_budget: int) -> ActorPool:
         o, r = self.options, self.ray_options
         ray = start_ray(r)
         resources = ray.cluster_resources()
@@ -195,95 +153,126 @@ class RayBatchJob(BatchJob):
         use_gpu = o.device == "cuda" or (o.device == "auto" and gpus >= 1)
         threads = o.threads or 1
         if r.concurrency:
-            concurrency = r.concurrency
+            size = r.concurrency
         elif use_gpu:
-            concurrency = max(1, int(gpus))
+            size = max(1, int(gpus))
         else:
-            concurrency = max(1, int(float(resources.get("CPU", 1.0)) // threads))
+            size = max(1, int(float(resources.get("CPU", 1.0)) // threads))
         with open(o.model, "rb") as f:  # type: ignore[arg-type]
             model_ref = ray.put(f.read())
-        return _Pool(
-            model_ref=model_ref,
-            model_name=os.path.basename(o.model or "model.onnx"),
-            device=("cuda" if use_gpu else "cpu"),
-            threads=threads,
-            num_gpus=1.0 if use_gpu else 0.0,
-            concurrency=concurrency,
+        spec = ActorSpec(
+            model_ref=model_ref, device="cuda" if use_gpu else "cpu", threads=threads,
             # CPU actors use the driver's budget (the local engine's batches); GPU actors their own default.
-            token_budget=o.token_budget if use_gpu else cpu_budget,
+            token_budget=o.token_budget if use_gpu else cpu_budget, num_gpus=1.0 if use_gpu else 0.0,
         )
+        pool = ActorPool(ray, spec, size)
+        pool.start()
+        return pool
 
-    def _score(self, window: Sequence[List[str]]) -> Iterator[np.ndarray]:
-        """Probabilities for each chunk of texts in ``window``, yielded in order as they arrive."""
-        pool = self.pool
-        assert pool is not None and self.classifier is not None
-        labels = len(self.classifier.label_names)
-        todo = [{"index": i, "texts": list(texts)} for i, texts in enumerate(window) if texts]
-        results: Dict[int, np.ndarray] = {}
-        rows: Iterator[Dict[str, Any]] = iter(())
-        if todo:
-            ray = _ray()
-            items = ray.data.from_items(todo, override_num_blocks=len(todo))
-            arguments: Dict[str, Any] = dict(
-                batch_size=1,
-                batch_format="pyarrow",
-                zero_copy_batch=True,
-                compute=ray.data.ActorPoolStrategy(size=min(pool.concurrency, len(todo))),
-                num_cpus=pool.threads,
-                num_gpus=pool.num_gpus,
-                fn_constructor_kwargs=dict(
-                    model=[pool.model_ref], model_name=pool.model_name, device=pool.device,
-                    threads=pool.threads, token_budget=pool.token_budget,
-                ),
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "ray_remote_args is deprecated" (Ray 2.5x-2.63)
-                try:
-                    # A failed actor fails the run with its error: no silent restart (which
-                    # would also need the constructor's arguments kept in the object store).
-                    dataset = items.map_batches(ScoreChunks, max_restarts=0, **arguments)
-                except TypeError:  # a Ray that no longer takes remote args as keywords
-                    dataset = items.map_batches(ScoreChunks, **arguments)
-            rows = iter(dataset.iter_rows())
-        for i, texts in enumerate(window):
-            if not texts:
-                yield np.empty((0, labels), dtype=np.float32)
-                continue
-            while i not in results:
-                try:
-                    row = next(rows)
-                except StopIteration:
-                    raise MlbError(f"--engine ray: the Ray job returned no result for chunk {i}") from None
-                except MlbError:
-                    raise
-                except Exception as exc:
-                    if raise_errors():
-                        raise
-                    raise _ray_failure(exc) from None
-                probs = np.frombuffer(row["probs"], dtype=np.float32).reshape(-1, labels)
-                results[int(row["index"])] = probs
-                self.summary.provider = f"ray ({pool.concurrency} actors, {row['provider']})"
-            probs = results.pop(i)
-            if probs.shape[0] != len(texts):
-                raise MlbError(f"--engine ray: chunk {i} came back with {probs.shape[0]} rows, not {len(texts)}")
-            yield probs
+    def _batch_size(self) -> int:
+        """--ray-batch-size; else, on --resume, the interrupted run's; else sized from the input."""
+        assert self.pool is not None
+        o, r = self.options, self.ray_options
+        if r.batch_size:
+            return r.batch_size
+        recorded = recorded_chunk_size(o.output) if o.resume else None
+        if recorded:
+            return recorded
+        actors = self.pool.size
+        return default_batch_size(count_rows(o, self.max_batch * actors * CALLS_PER_ACTOR), actors, self.max_batch)
+
+    def _fingerprint(self, fmt: str) -> Any:
+        """As the local engine's, with the actors' settings: a run of either engine with the same
+        chunk size, threads, token budget and provider resumes the other's."""
+        assert self.pool is not None
+        fingerprint = super()._fingerprint(fmt)
+        fingerprint["execution"].update(
+            token_budget=self.pool.token_budget, provider=self.pool.provider, threads=self.pool.spec.threads)
+        return fingerprint
+
+    def run(self, on_progress: Optional[Callable] = None, after_chunk: Optional[Callable[[int], None]] = None) -> Any:
+        if self.classifier is None:
+            self.prepare()
+        assert self.pool is not None
+        self.options.chunk_size = self._batch_size()
+        self.actor_rows = Counter()
+        self.pool.take_notes()
+        try:
+            summary = super().run(on_progress, after_chunk)
+        except RayUnavailable as exc:
+            o = self.options
+            keep = "" if o.output == "-" else (
+                f"; {o.output} is unchanged and --resume continues after row {self.summary.rows}")
+            raise MlbError(f"{exc}{keep}") from None
+        summary.notes.extend(self.pool.take_notes())
+        summary.provider = self._describe()
+        return summary
+
+    def _describe(self) -> str:
+        """The summary's engine part: provider, batch size, the actors that scored rows and how many each."""
+        assert self.pool is not None
+        head = f"ray ({self.pool.provider}, {self.options.chunk_size}-row batches"
+        scored = sorted(((label, n) for label, n in self.actor_rows.items() if n),
+                        key=lambda item: int(item[0].split()[0].lstrip("#")))
+        if not scored:
+            return f"{head}, {self.pool.size} actors)"
+        if len(scored) <= LISTED_ACTORS:
+            listing = ", ".join(f"{label} {n}" for label, n in scored)
+        else:
+            counts = [n for _, n in scored]
+            listing = f"{min(counts)} to {max(counts)} each"
+        return f"{head}; {len(scored)} actor{'s' if len(scored) > 1 else ''} scored rows: {listing})"
+
+    def _actors_read(self, table: Any) -> bool:
+        """Whether the actors read the input themselves: a Parquet file every actor can open."""
+        assert self.pool is not None
+        if table.format.format != "parquet":
+            return False
+        answers = self.pool.on_every_actor(can_open_parquet, table.path)
+        if answers and all(answers):
+            return True
+        self.summary.notes.append(f"not every Ray actor can open {table.path} (a filesystem they do not share?): "
+                                  "its rows went to them through the driver")
+        return False
 
     def _stream(self, table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk) -> None:
-        assert self.pool is not None
-        rows = table.rows()
-        self._skip_rows_done(rows, table, resume_point)
-        window: List[Any] = []
+        if self._actors_read(table):
+            works, progress = self._parquet_works(table, text_column, id_columns, resume_point)
+        else:
+            rows = table.rows()
+            self._skip_rows_done(rows, table, resume_point)
+            works, progress = self._text_works(rows, text_column, id_columns), table
+        assert self.pool is not None and self.classifier is not None
+        labels = len(self.classifier.label_names)
+        for work, result, actor in self.pool.scored_in_order(works):
+            numbers, ids, row_errors, probabilities = work.context if result is None else _unpack(work, result)
+            if probabilities is None:
+                probabilities = np.empty((0, labels), dtype=np.float32)
+            expected = sum(1 for e in row_errors if e is None)
+            if probabilities.shape != (expected, labels):
+                raise MlbError(f"--engine ray: chunk {work.index + 1} came back with {probabilities.shape[0]} "
+                               f"rows, not {expected}")
+            self.actor_rows[actor] += expected
+            self._publish_chunk(output, formatter, ChunkResult(numbers, ids, row_errors, probabilities), expected,
+                                progress, on_progress, after_chunk)
 
-        def flush() -> None:
-            scored = self._score([parts[3] for parts in window])
-            for (numbers, ids, row_errors, texts), probabilities in zip(window, scored):
-                self._publish_chunk(output, formatter, ChunkResult(numbers, ids, row_errors, probabilities),
-                                    len(texts), table, on_progress, after_chunk)
-            window.clear()
+    def _text_works(self, rows: Iterator[Any], text_column: str, id_columns: List[str]) -> Iterator[Work]:
+        for index, chunk in enumerate(chunks_of(rows, self.options.chunk_size)):
+            numbers, ids, row_errors, texts = split_chunk(chunk, text_column, id_columns)
+            yield Work(index, ScoreTexts(texts) if texts else None, (numbers, ids, row_errors, None))
 
-        for chunk in chunks_of(rows, self.options.chunk_size):
-            window.append(split_chunk(chunk, text_column, id_columns))
-            if len(window) >= self.pool.window_chunks:
-                flush()
-        if window:
-            flush()
+    def _parquet_works(self, table: Any, text_column: str, id_columns: List[str], resume_point: Any):
+        total = parquet_rows(table.path)
+        # The rows an earlier run wrote are counted, not read: the footer knows how many there are.
+        self._skip_rows_done(repeat(None, total), table, resume_point)
+        slices = parquet_slices(table.path, self.summary.resumed_from, self.options.chunk_size, text_column, id_columns)
+        works = (Work(index, piece) for index, piece in enumerate(slices))
+        return works, _RowShare(table.size, total, self)
+
+
+def _unpack(work: Work, result: Any):
+    """(row numbers, ids, errors, probabilities) of a scored chunk, from the driver (texts) or the actor (Parquet)."""
+    if isinstance(result, np.ndarray):
+        numbers, ids, row_errors, _ = work.context
+        return numbers, ids, row_errors, result
+    return result

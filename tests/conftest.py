@@ -220,6 +220,17 @@ def varied_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
     return export_tiny_onnx(checkpoint, base)
 
 
+@pytest.fixture(scope="session")
+def varied_int8_onnx(varied_onnx, tmp_path_factory) -> Path:
+    """``varied_onnx`` quantized to int8: its scores depend on how rows are grouped into batches
+    (dynamic quantization scales each batch), so byte-for-byte comparisons of engines mean something."""
+    from mlbert.exporter.export import export_model
+
+    path = tmp_path_factory.mktemp("varied_int8") / "int8.onnx"
+    export_model(str(varied_onnx.parent / "checkpoint"), str(path), quantize="int8", force=True)
+    return path
+
+
 def checkpoint_probabilities(folder: Path, texts, preprocessing, max_length: int):
     """Sigmoid outputs of a saved checkpoint on ``texts`` in one PyTorch pass, preprocessed as
     mlb.json says: what the trainer's saved validation probabilities must reproduce."""
