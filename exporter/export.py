@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -347,6 +347,10 @@ def _optimized_file(fp32_dir: str, work: str, tmp_out: str, output: str, steps: 
         if steps.optimize == "O4":
             quantization = {"mode": "fp16", "via": "optimize O4"}
     if steps.scheme is not None:
+        if steps.scheme.fuse and not _q.fusable(steps.hf_config):
+            say(f"onnxruntime's transformer fusions do not know {steps.hf_config.get('model_type')!r} graphs: "
+                "quantizing the unfused graph (the header records fused: false)")
+            steps.scheme = replace(steps.scheme, fuse=False)
         if steps.scheme.fuse:
             current, report = _fused(current, work, steps, headers, sample, limits, say)
             reports.append(report)

@@ -81,6 +81,11 @@ def pick_int8_scheme(explicit: Optional[str] = None) -> Int8Scheme:
     return INT8_SCHEMES[name]
 
 
+def fusable(hf_config: Mapping[str, Any]) -> bool:
+    """Whether onnxruntime's BERT fusions know this checkpoint's graph (``config.json``'s model_type)."""
+    return str(hf_config.get("model_type", "")) in FUSABLE_MODEL_TYPES
+
+
 def fuse_encoder(src: str, dst: str, hf_config: Mapping[str, Any]) -> Dict[str, Any]:
     """onnxruntime's transformer fusions of ``src`` into ``dst``; the fused operator counts.
 
@@ -90,10 +95,9 @@ def fuse_encoder(src: str, dst: str, hf_config: Mapping[str, Any]) -> Dict[str, 
     """
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model_type = str(hf_config.get("model_type", ""))
-    if model_type not in FUSABLE_MODEL_TYPES:
-        raise UsageError(f"transformer fusions know {', '.join(FUSABLE_MODEL_TYPES)} graphs, not {model_type!r}: "
-                         "use --quantize-config unfused")
+    if not fusable(hf_config):
+        raise UsageError(f"transformer fusions know {', '.join(FUSABLE_MODEL_TYPES)} graphs, not "
+                         f"{hf_config.get('model_type')!r}: use --quantize-config unfused")
     heads = int(hf_config.get("num_attention_heads") or hf_config.get("n_heads") or 0)
     hidden = int(hf_config.get("hidden_size") or hf_config.get("dim") or 0)
     with onnx_step("transformer fusions"):

@@ -351,6 +351,21 @@ def test_every_int8_scheme_exports_a_file_its_header_describes(scheme, varied_ch
     assert [r.variant for r in result.reports][-1] == f"int8 {scheme}"
 
 
+def test_graphs_the_fusions_do_not_know_are_quantized_unfused(varied_checkpoint, tmp_path, monkeypatch):
+    import onnx
+
+    from mlbert.exporter import quantize
+    from mlbert.exporter.export import export_model
+
+    monkeypatch.setattr(quantize, "FUSABLE_MODEL_TYPES", ("roberta",))
+    said = []
+    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8", echo=said.append)
+    header = ModelHeader.from_metadata(_metadata(result.path))
+    assert header.quantization["config"] == "portable" and header.quantization["fused"] is False
+    assert "QAttention" not in {n.op_type for n in onnx.load(result.path).graph.node}
+    assert any("do not know 'bert' graphs" in line for line in said)
+
+
 def test_optimize_o2_with_int8_is_quantized_after_the_fusions(varied_checkpoint, tmp_path):
     """optimum's quantizer could not type the fused com.microsoft operators; onnxruntime's can."""
     import onnx
