@@ -329,6 +329,36 @@ def targets(results: Dict[str, Any]) -> List[List[str]]:
     return rows
 
 
+def avx2_estimate(results: Dict[str, Any]) -> str:
+    """What these profiles say about an AVX2-only CPU, under a stated assumption (not a measurement).
+
+    AVX2 has no int8 dot product: a U8S8 product takes VPMADDUBSW + VPMADDWD (+ an add) per
+    32 multiply-adds where AVX-512 VNNI takes one VPDPBUSD, so with two vector multiply pipes
+    an AVX2 core does about half the int8 multiply-adds per cycle of a VNNI core, while both
+    do the same fp32 FMAs per cycle (two 256-bit FMA pipes: Zen 3, and Zen 4 splitting 512-bit
+    instructions). So on AVX2 the int8 products take ~2x their time here and the rest the
+    same: model-time ratio ~ F / (2 P + O), and at most F / O however fast the products were.
+    """
+    lines = ["### What these profiles imply for an AVX2-only CPU (an estimate, not a measurement)\n",
+             "Assumption: an AVX2 core does about half the int8 multiply-adds per cycle of an AVX-512 VNNI core "
+             "(VPMADDUBSW + VPMADDWD per 32 products against one VPDPBUSD) and the same fp32 FMAs per cycle (two "
+             "256-bit FMA pipes on Zen 3 and Zen 4), so int8 matrix products take ~2x their time here and every other "
+             "operator the same. F = the fp32 file's kernel time, P = the int8 file's integer matrix products, O = its "
+             "other operators:\n"]
+    rows = []
+    for s, prof in results["profiles"].items():
+        f = prof["fp32"]["kernel_s"]
+        # u8u8 runs widening kernels on both CPUs, not VPMADDUBSW: the assumption does not cover it.
+        for key in [k for k in results["keys"] if k not in ("fp32", "fp32fused", "u8u8") and k in prof]:
+            p_ = prof[key]["groups"].get("int8 matrix products", 0.0)
+            o = prof[key]["kernel_s"] - p_
+            rows.append([s, CANDIDATES[key][0], f"{f / prof[key]['kernel_s']:.2f}x", f"{f / (2 * p_ + o):.2f}x",
+                         f"{f / o:.2f}x" if o else "n/a"])
+    lines.append(c.md_table(["texts", "file", "int8 / fp32 model time here", "estimated on AVX2: F / (2P + O)",
+                             "bound on AVX2 however fast the products: F / O"], rows))
+    return "\n".join(lines) + "\n"
+
+
 def report(results: Dict[str, Any]) -> str:
     out: List[str] = []
     sets = results["sets"]
@@ -372,6 +402,8 @@ def report(results: Dict[str, Any]) -> str:
         out.append(f"{s}, first {prof[keys[0]]['rows']:,} rows:\n")
         out.append(op_profile.table(prof, {k: CANDIDATES[k][0] for k in keys}))
         out.append("")
+    if results["cpu"] == "avx512_vnni":
+        out.append(avx2_estimate(results))
     acc = results.get("accuracy")
     if acc:
         out.append("### Accuracy at the saved thresholds (points against the fp32 file)\n")
