@@ -68,6 +68,11 @@ class Classifier:
         return self.model.threads
 
     @property
+    def notes(self) -> List[str]:
+        """Lines about how the file suits this machine (e.g. an int8 file made for another CPU)."""
+        return list(self.model.notes)
+
+    @property
     def token_budget(self) -> int:
         """Padded tokens per batch."""
         return self._predictor.token_budget

@@ -251,6 +251,7 @@ class BatchJob:
         classifier.warm_up()
         classifier.thresholds = parse_thresholds(o.thresholds, classifier.label_names, classifier.thresholds)
         self.summary.provider = classifier.provider
+        self.summary.notes.extend(classifier.notes)
         self.classifier = classifier
         return classifier
 

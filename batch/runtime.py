@@ -19,13 +19,13 @@ import contextlib
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, bucket_lengths, make_batches
-from .cpus import available_cpus
+from .cpus import available_cpus, int8_note
 from .encoder import EncodedChunk, Encoder
 from .errors import MlbError, ModelFileError, UsageError, first_line
 from .modelfile import ModelHeader
@@ -91,6 +91,8 @@ class LoadedModel:
     threads: int
     input_dtypes: Dict[str, type]
     where: str = "model file"  # the path, for messages
+    # One line each about how the file suits this machine (an int8 file made for another CPU).
+    notes: List[str] = field(default_factory=list)
 
 
 def _session_options(threads: int):
@@ -219,8 +221,10 @@ def load_model(source: Optional[ModelSource], device: str = "auto", threads: Opt
     assert source is not None
     session = _open_session(source, where, device, threads)
     header, dtypes = _read_header(session, where)
-    return LoadedModel(session=session, header=header, provider=session.get_providers()[0], threads=threads,
-                       input_dtypes=dtypes, where=where)
+    provider = session.get_providers()[0]
+    note = int8_note(header.quantization) if provider == CPU else None
+    return LoadedModel(session=session, header=header, provider=provider, threads=threads,
+                       input_dtypes=dtypes, where=where, notes=[f"{where}: {note}"] if note else [])
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

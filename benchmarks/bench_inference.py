@@ -211,7 +211,7 @@ def worker_main(args) -> int:
 
 def contender_command(name: str, data: Path, out: Path, paths: Dict[str, Path]) -> List[str]:
     me = [sys.executable, str(Path(__file__).resolve())]
-    spec = CONTENDERS[name]
+    spec = CONTENDERS.get(name, {})
     if name == "recipe":
         return me + ["--worker", "recipe", "--checkpoint", str(paths["checkpoint"]), "--input", str(data), "--output", str(out)]
     if name.startswith("pipeline-"):
@@ -225,9 +225,30 @@ def contender_command(name: str, data: Path, out: Path, paths: Dict[str, Path]) 
         return me + ["--worker", "mlb-model", "--onnx", str(paths[quant]), "--input", str(data),
                      "--output", str(out), "--multiple", str(spec.get("multiple", 0))]
     if name.startswith("mlb-batch-"):
-        return [sys.executable, "-m", "mlbert.batch", str(data), "-m", str(paths[name.rsplit("-", 1)[1]]), "-o", str(out),
-                "--text-column", "column_1", "--id-column", "column_3", "--device", "cpu"]
+        return mlb_batch_command(paths[name.rsplit("-", 1)[1]], data, out)
     raise ValueError(name)
+
+
+def mlb_batch_command(model: Path, data: Path, out: Path) -> List[str]:
+    """The real ``mlb-batch`` CLI on a GoEmotions-style TSV (text in column 1, id in column 3)."""
+    return [sys.executable, "-m", "mlbert.batch", str(data), "-m", str(model), "-o", str(out),
+            "--text-column", "column_1", "--id-column", "column_3", "--device", "cpu"]
+
+
+def mlb_batch_result(stderr: str, what: str) -> Dict[str, Any]:
+    """Rows and processing seconds from mlb-batch's summary line (its last on stderr)."""
+    m = None
+    for line in stderr.splitlines():
+        m = _SUMMARY_RE.search(line) or m
+    if m is None:
+        raise RuntimeError(f"{what}: no summary line in its stderr")
+    return {"rows": int(m.group(1)), "seconds": float(m.group(3)),
+            "notes": [line for line in stderr.splitlines() if line.startswith("mlb-batch: ") and not _SUMMARY_RE.search(line)]}
+
+
+def run_mlb_batch(model: Path, data: Path, out: Path, timeout: float) -> Dict[str, Any]:
+    """One mlb-batch process on any model file: rows, seconds, wall, peak RSS, its notes (record count checked)."""
+    return run_contender("mlb-batch-model", data, out, {"model": model}, timeout)
 
 
 def run_contender(name: str, data: Path, out: Path, paths: Dict[str, Path], timeout: float) -> Dict[str, Any]:
@@ -239,12 +260,7 @@ def run_contender(name: str, data: Path, out: Path, paths: Dict[str, Path], time
         tail = " | ".join(r["stderr"].strip().splitlines()[-3:])
         raise RuntimeError(f"{name} failed (exit {r['rc']}): {tail}")
     if name.startswith("mlb-batch-"):
-        m = None
-        for line in r["stderr"].splitlines():
-            m = _SUMMARY_RE.search(line) or m
-        if m is None:
-            raise RuntimeError(f"{name}: no summary line in its stderr")
-        result = {"rows": int(m.group(1)), "seconds": float(m.group(3))}
+        result = mlb_batch_result(r["stderr"], name)
     else:
         result = c.last_json_line(r["stdout"])
     if not name.startswith("mlb-model-"):
@@ -511,7 +527,7 @@ def targets(results: Dict[str, Any]) -> List[List[str]]:
     return rows
 
 
-def plot(results: Dict[str, Any], folder: Path) -> List[Path]:
+def plot(results: Dict[str, Any], folder: Path, suffix: str = "") -> List[Path]:
     """Bar charts of rows/s and peak RSS on the test file."""
     import matplotlib
 
@@ -523,8 +539,8 @@ def plot(results: Dict[str, Any], folder: Path) -> List[Path]:
     names = [n for n in test if not CONTENDERS[n].get("aux")]
     titles = [CONTENDERS[n]["title"] for n in names]
     written = []
-    for key, label, fname in (("rows_per_s", "rows/s (higher is better)", "bench_throughput.png"),
-                              ("peak_rss_mib", "peak resident memory, MiB (lower is better)", "bench_memory.png")):
+    for key, label, fname in (("rows_per_s", "rows/s (higher is better)", f"bench_throughput{suffix}.png"),
+                              ("peak_rss_mib", "peak resident memory, MiB (lower is better)", f"bench_memory{suffix}.png")):
         fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 1.2), dpi=110)
         values = [test[n][key] for n in names]
         colors = ["#d62728" if n.startswith("mlb") else "#7f7f7f" for n in names]

@@ -65,7 +65,7 @@ def read_tsv_texts(path: Path, limit: Optional[int] = None) -> List[str]:
 
 
 def label_names(data_dir: Path = DATA_DIR) -> List[str]:
-    return [line.strip() for line in (data_dir / "emotions.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_lines(data_dir / "emotions.txt")
 
 
 def make_input(source: Path, rows: int, folder: Path) -> Path:
@@ -84,6 +84,17 @@ def make_input(source: Path, rows: int, folder: Path) -> Path:
             f.writelines(take)
             written += len(take)
     return path
+
+
+def read_lines(path: Path) -> List[str]:
+    """Non-empty stripped lines of a small text file (a label-names file)."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def count_text_rows(path: Path) -> int:
+    """Rows of a headerless TSV, gzip-compressed or not."""
+    with open_text(path) as f:
+        return sum(1 for _ in f)
 
 
 def count_lines(path: Path) -> int:
@@ -230,16 +241,10 @@ def median(values: Sequence[float]) -> float:
 
 
 def _cpuinfo() -> Dict[str, str]:
-    facts: Dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", "r", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, sep, value = line.partition(":")
-                if sep and key.strip() not in facts:
-                    facts[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return facts
+    sys.path.insert(0, str(REPO))
+    from mlbert.batch.cpus import cpuinfo_fields
+
+    return dict(cpuinfo_fields())
 
 
 def cpu_model_name() -> str:
@@ -282,7 +287,14 @@ def machine_info() -> Dict[str, Any]:
             "L2 cache", "L3 cache", "Hypervisor vendor")
     lscpu_lines = [line.strip() for line in lscpu.splitlines() if line.strip().startswith(keep)]
     packages = ("onnxruntime-gpu", "onnxruntime", "torch", "transformers", "optimum", "optimum-onnx", "tokenizers", "numpy")
+    sys.path.insert(0, str(REPO))
+    from mlbert.batch.cpus import CpuFeatures
+
+    features = CpuFeatures.here()
     return {
+        "instruction_sets": features.instruction_sets(),
+        "int8_path": features.int8_path,
+        "kind": features.kind,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model_name(),
         "cpu_family": info.get("cpu family"),

@@ -14,7 +14,7 @@ from ..batch.cli_common import MlbCommand
 from ..trainer.options import labelled_data_options, read_options
 
 from . import __version__
-from .quantize import OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
+from .quantize import DEFAULT_INT8_SCHEME, OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
 
 
 def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
@@ -26,9 +26,10 @@ def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
 @click.argument("model_dir", type=click.Path(file_okay=True, dir_okay=True))
 @click.argument("output", metavar="OUT.onnx", type=click.Path(dir_okay=True))
 @click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="none", show_default=True,
-              help="int8: dynamic int8 quantization (about a quarter of the size, ~2x faster on CPU), gated on accuracy.")
+              help="int8: dynamic int8 quantization (about a quarter of the size, faster on CPU), gated on accuracy.")
 @click.option("--quantize-config", type=click.Choice(QUANTIZE_CONFIGS),
-              help="int8 kernel preset for the serving CPU (default: picked from this CPU's flags).")
+              help=f"int8 scheme [default: {DEFAULT_INT8_SCHEME}: fused, signed 7-bit per-channel weights, one file "
+                   "fast and exact on every CPU]; docs/EXPORT.md compares them.")
 @click.option("--optimize", type=click.Choice(OPTIMIZE_LEVELS),
               help="optimum graph optimization level. O1/O2 fuse operators (checked exactly); O3 adds an approximate "
                    "GELU; O4 is fp16 for CUDA GPUs only.")

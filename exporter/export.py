@@ -6,8 +6,9 @@
    ``exporter.checkpoint``);
 2. load the PyTorch model from safetensors (never pickle, never remote code);
 3. export with optimum's ONNX exporter (dynamic batch and sequence axes) into a scratch folder;
-4. verify the plain fp32 graph against PyTorch; then optionally optimize / quantize with
-   optimum's ORT tools and verify the result (see ``exporter.validate``);
+4. verify the plain fp32 graph against PyTorch; then optionally optimize (optimum's levels),
+   fuse (onnxruntime's transformer fusions, checked exactly) and quantize (an int8 scheme of
+   ``exporter.quantize``), and verify the result (see ``exporter.validate``);
 5. attach the mlb header (``batch.modelfile``) and publish atomically: a temporary file in
    the target folder, then ``os.replace``, so a reader never sees half a file and a failed
    export leaves the previous file in place.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -87,21 +88,21 @@ def export_model(
     if validate_limit is not None and validate_limit < 1:
         raise UsageError(f"--validate-limit must be at least 1, not {validate_limit}")
     _q.check_optimize_level(optimize, quantize)
-    config_name = _q.pick_quantization_config(quantize_config) if quantize == "int8" else None
+    scheme = _q.pick_int8_scheme(quantize_config) if quantize == "int8" else None
 
     info = inspect_checkpoint(model_dir, max_length=max_length)
     if validate_on is not None and not os.path.exists(validate_on):
         raise UsageError(f"--validate-on {validate_on}: file not found")
     tmp_out = prepare_output(output)
     try:
-        return _export(info, output, tmp_out, quantize, config_name, optimize, opset, validate_on,
+        return _export(info, output, tmp_out, scheme, optimize, opset, validate_on,
                        validate_options or {}, validate_limit, limits, force, say)
     finally:
         if os.path.exists(tmp_out):
             os.unlink(tmp_out)
 
 
-def _export(info: CheckpointInfo, output: str, tmp_out: str, quantize: str, config_name: Optional[str],
+def _export(info: CheckpointInfo, output: str, tmp_out: str, scheme: Optional[_q.Int8Scheme],
             optimize: Optional[str], opset: Optional[int], validate_on: Optional[str],
             validate_options: Dict[str, Any], validate_limit: Optional[int], limits: GateLimits,
             force: bool, say: Echo) -> ExportResult:
@@ -116,7 +117,7 @@ def _export(info: CheckpointInfo, output: str, tmp_out: str, quantize: str, conf
     sample.reference = checkpoint_probabilities(model, tokenizer, config.preprocessing.apply(sample.texts),
                                                 config.max_length)
 
-    plain = optimize is None and quantize == "none"
+    plain = optimize is None and scheme is None
     with tempfile.TemporaryDirectory(prefix="mlb-export-") as work:
         fp32_dir = os.path.join(work, "fp32")
         say("exporting with optimum (fp32, dynamic batch and sequence axes)")
@@ -128,9 +129,10 @@ def _export(info: CheckpointInfo, output: str, tmp_out: str, quantize: str, conf
         _save_with_header(fp32_path, fp32_target, header)
         reports = [_verify_fp32(fp32_target, sample, config, limits, info.folder, say)]
         if not plain:
-            header, report = _optimized_file(fp32_dir, work, tmp_out, output, optimize, quantize, config_name,
-                                             headers, sample, limits, force, say)
-            reports.append(report)
+            steps = _Steps(optimize=optimize, scheme=scheme, hf_config=info.hf_config)
+            header, step_reports = _optimized_file(fp32_dir, work, tmp_out, output, steps, headers, sample, limits,
+                                                   force, say)
+            reports.extend(step_reports)
         # Record what was checked inside the file itself, then publish.
         header.provenance = dict(header.provenance, validation=[r.to_dict() for r in reports])
         _save_with_header(tmp_out, tmp_out, header)
@@ -310,43 +312,88 @@ def _verify_fp32(path: str, sample: _Sample, config: CheckpointConfig, limits: G
     return report
 
 
-def _optimized_file(fp32_dir: str, work: str, tmp_out: str, output: str, optimize: Optional[str], quantize: str,
-                    config_name: Optional[str], headers: HeaderMaker, sample: _Sample, limits: GateLimits,
-                    force: bool, say: Echo) -> Tuple[ModelHeader, ValidationReport]:
-    """Optimize and/or quantize the fp32 graph into ``tmp_out`` with its header, and verify it.
+@dataclass
+class _Steps:
+    """What is done to the verified fp32 graph: optimum's optimization level, then an int8 scheme."""
 
-    O1/O2 only fuse operators, so they are checked exactly; int8, O3 and O4 are lossy and
-    gated on the metric drops (``force`` writes a file that fails the gate).
+    optimize: Optional[str]
+    scheme: Optional[_q.Int8Scheme]
+    hf_config: Dict[str, Any]
+
+    @property
+    def exact(self) -> bool:
+        """Only operator fusions (O1/O2): the result must still match PyTorch exactly."""
+        return self.scheme is None and self.optimize in ("O1", "O2")
+
+    def variant(self) -> str:
+        return " ".join(["int8" if self.scheme else ("fp16" if self.optimize == "O4" else "fp32")]
+                        + ([self.optimize] if self.optimize else []) + ([self.scheme.name] if self.scheme else []))
+
+
+def _optimized_file(fp32_dir: str, work: str, tmp_out: str, output: str, steps: _Steps, headers: HeaderMaker,
+                    sample: _Sample, limits: GateLimits, force: bool,
+                    say: Echo) -> Tuple[ModelHeader, List[ValidationReport]]:
+    """Optimize and/or fuse and quantize the fp32 graph into ``tmp_out`` with its header, and verify it.
+
+    O1/O2 and the transformer fusions only fuse operators, so they are checked exactly;
+    int8, O3 and O4 are lossy and gated on the metric drops (``force`` writes a file that
+    fails the gate).
     """
-    current_dir, current_file = fp32_dir, "model.onnx"
+    current = os.path.join(fp32_dir, "model.onnx")
     quantization: Dict[str, Any] = {"mode": "none"}
-    variant_parts = []
-    if optimize is not None:
-        say(f"optimizing the graph ({optimize})")
-        opt = _q.optimize_graph(current_dir, current_file, os.path.join(work, "optimized"), optimize)
-        current_dir, current_file = os.path.dirname(opt["path"]), os.path.basename(opt["path"])
+    reports: List[ValidationReport] = []
+    if steps.optimize is not None:
+        say(f"optimizing the graph ({steps.optimize})")
+        opt = _q.optimize_graph(fp32_dir, "model.onnx", os.path.join(work, "optimized"), steps.optimize)
+        current = str(opt["path"])
         headers.provenance["optimization"] = {k: val for k, val in opt.items() if k != "path"}
-        variant_parts.append(optimize)
-        if optimize == "O4":
+        if steps.optimize == "O4":
             quantization = {"mode": "fp16", "via": "optimize O4"}
-    if quantize == "int8":
-        say(f"quantizing to int8 (dynamic, {config_name} preset)")
-        qz = _q.quantize_int8(current_dir, current_file, os.path.join(work, "quantized"), config_name)
-        current_dir, current_file = os.path.dirname(qz["path"]), os.path.basename(qz["path"])
+    if steps.scheme is not None:
+        if steps.scheme.fuse and not _q.fusable(steps.hf_config):
+            say(f"onnxruntime's transformer fusions do not know {steps.hf_config.get('model_type')!r} graphs: "
+                "quantizing the unfused graph (the header records fused: false)")
+            steps.scheme = replace(steps.scheme, fuse=False)
+        if steps.scheme.fuse:
+            current, report = _fused(current, work, steps, headers, sample, limits, say)
+            reports.append(report)
+        say(f"quantizing to int8 ({steps.scheme.name} scheme: {steps.scheme.suits})")
+        qz = _q.quantize_int8(current, os.path.join(work, "int8.onnx"), steps.scheme)
+        current = str(qz["path"])
         quantization = {k: val for k, val in qz.items() if k != "path"}
-    variant = " ".join([quantization["mode"] if quantization["mode"] != "none" else "fp32"] + variant_parts)
-    final_path = os.path.join(current_dir, current_file)
-    import onnx
-
-    # Optimizers may rewrite the graph's inputs: the header names the final graph's.
-    input_names, _ = _graph_io(onnx.load(final_path, load_external_data=False))
-    header = headers.make(input_names, quantization)
-    _save_with_header(final_path, tmp_out, header)
-    exact = quantize == "none" and optimize in ("O1", "O2")
-    report = sample.check(tmp_out, headers.config.thresholds, kind=EXACT if exact else LOSSY, variant=variant,
+    header = _write_final(current, tmp_out, headers, quantization)
+    variant = steps.variant()
+    report = sample.check(tmp_out, headers.config.thresholds, kind=EXACT if steps.exact else LOSSY, variant=variant,
                           limits=limits, force=force)
     say(report.table())
     if report.failures and not force:
-        hint = "" if exact else "; pass --force to write it anyway, or loosen the limit"
+        hint = "" if steps.exact else "; pass --force to write it anyway, or loosen the limit"
         raise MlbError(f"{output}: not written: the {variant} file {'; '.join(report.failures)}{hint}")
-    return header, report
+    return header, reports + [report]
+
+
+def _write_final(path: str, tmp_out: str, headers: HeaderMaker, quantization: Dict[str, Any]) -> ModelHeader:
+    """``path`` with its header into ``tmp_out``; optimizers may rewrite the graph's inputs, so the
+    header names the final graph's."""
+    import onnx
+
+    input_names, _ = _graph_io(onnx.load(path, load_external_data=False))
+    header = headers.make(input_names, quantization)
+    _save_with_header(path, tmp_out, header)
+    return header
+
+
+def _fused(current: str, work: str, steps: _Steps, headers: HeaderMaker, sample: _Sample, limits: GateLimits,
+           say: Echo) -> Tuple[str, ValidationReport]:
+    """The transformer fusions of ``current``, checked exactly against PyTorch before quantizing."""
+    say("fusing attention, layer norms and GELU (onnxruntime transformer fusions)")
+    fused = _q.fuse_encoder(current, os.path.join(work, "fused.onnx"), steps.hf_config)
+    headers.provenance["fusion"] = {k: val for k, val in fused.items() if k != "path"}
+    checked = os.path.join(work, "fused-checked.onnx")
+    _write_final(str(fused["path"]), checked, headers, {"mode": "none"})
+    report = sample.check(checked, headers.config.thresholds, kind=EXACT, variant="fp32 fused", limits=limits)
+    say(report.table())
+    if report.failures:
+        raise MlbError(f"the transformer fusions changed the model's answers: {'; '.join(report.failures)}; "
+                       "use --quantize-config unfused")
+    return str(fused["path"]), report

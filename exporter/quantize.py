@@ -1,17 +1,24 @@
-"""Dynamic int8 quantization and graph optimization through optimum's ONNX Runtime tools.
+"""int8 quantization schemes, transformer fusions, and optimum's graph optimization levels.
 
-Why these choices:
+Why these choices (measured in docs/BENCHMARKS.md and docs/EXPORT.md, "Which CPU an
+int8 file suits"):
 
 * Dynamic int8 (weights quantized ahead of time, activations at run time) needs no
-  calibration data and gave ~2x rows/s and a quarter of the size for MiniLM here
-  (see /work/shared/MEASURED.md); static quantization would need a calibration set
-  that travels with every export.
-* The instruction set decides which int8 kernels onnxruntime uses, and optimum's
-  ``AutoQuantizationConfig`` presets encode it (``avx512_vnni`` quantizes activations to
-  uint8 with VNNI dot products; ``avx2`` uses a reduced range to avoid the saturation
-  of ``vpmaddubsw``; ``arm64`` for aarch64). We pick the preset from the CPU we run on,
-  which is normally the kind of CPU the file will be served on; ``--quantize-config``
-  names one explicitly when it is not.
+  calibration data that would have to travel with every export.
+* Which int8 kernels onnxruntime runs depends on the serving CPU and on the file's
+  signedness (``batch.cpus``): unsigned activations x signed weights (U8S8) run on
+  dot-product instructions where the CPU has them (VNNI, AMX, ARM) and on VPMADDUBSW on
+  AVX2, which saturates with full-range 8-bit weights; unsigned weights (U8U8) run on
+  slower widening kernels on x86. So the default scheme, ``portable``, writes signed
+  7-bit weights (``reduce_range``), per output channel (which wins back the bit): the
+  fast kernel on every CPU, and never a saturated sum, so the file computes on an AVX2
+  machine what the gate checked here.
+* onnxruntime's transformer fusions (``onnxruntime.transformers.optimizer``: Attention,
+  SkipLayerNormalization, BiasGelu, EmbedLayerNormalization) run before quantizing, so
+  attention's projections become one quantized ``QAttention`` and layer norms and GELU
+  run fused. optimum's quantizer cannot type the fused ``com.microsoft`` operators
+  (onnx shape inference does not know them); onnxruntime's ``quantize_dynamic`` can,
+  told that an untyped tensor is float (``DefaultTensorType``).
 * Optimization levels are optimum's ``O1``..``O4``; ``O4`` turns the graph into fp16,
   which only runs (and can only be checked) on a CUDA GPU.
 """
@@ -19,93 +26,106 @@ Why these choices:
 from __future__ import annotations
 
 import os
-import platform
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 from ..batch.errors import MlbError, UsageError, first_line
 
 QUANTIZE_MODES = ("none", "int8")
-QUANTIZE_CONFIGS = ("avx512_vnni", "avx512", "avx2", "arm64")
 OPTIMIZE_LEVELS = ("O1", "O2", "O3", "O4")
+# Model types whose graphs onnxruntime's "bert" fusions know (BERT-like encoders).
+FUSABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet")
 
 
-def cpu_flags(cpuinfo_path: str = "/proc/cpuinfo") -> Optional[set]:
-    """The instruction-set flags of the first CPU listed in /proc/cpuinfo (None if unreadable)."""
-    try:
-        with open(cpuinfo_path, "r", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return set(value.split())
-    except OSError:
-        return None
-    return None
+@dataclass(frozen=True)
+class Int8Scheme:
+    """How an int8 file is made: weight signedness and range, granularity, fusions first or not."""
+
+    name: str
+    weights: str  # "int8" (signed) or "uint8"
+    reduce_range: bool  # 7-bit weights: VPMADDUBSW (AVX2, AVX-512 without VNNI) cannot saturate
+    per_channel: bool  # one scale per output channel of each weight matrix
+    fuse: bool  # onnxruntime's transformer fusions before quantizing
+    suits: str  # which CPUs run it fast and exactly, in words
+
+    def settings(self) -> Dict[str, Any]:
+        """The header's record of the scheme (``ModelHeader.quantization``; read by ``batch.cpus.int8_note``)."""
+        return {
+            "mode": "int8", "method": "dynamic", "config": self.name,
+            "weights_dtype": "QInt8" if self.weights == "int8" else "QUInt8", "activations_dtype": "QUInt8",
+            "reduce_range": self.reduce_range, "per_channel": self.per_channel, "fused": self.fuse,
+            "tool": "onnxruntime.quantization.quantize_dynamic",
+        }
 
 
-def pick_quantization_config(
-    explicit: Optional[str] = None,
-    flags: Optional[set] = None,
-    machine: Optional[str] = None,
-) -> str:
-    """Name of the optimum quantization preset for this CPU, or the one asked for.
+INT8_SCHEMES: Dict[str, Int8Scheme] = {s.name: s for s in (
+    Int8Scheme("portable", "int8", reduce_range=True, per_channel=True, fuse=True,
+               suits="every CPU: the U8S8 kernels of AVX2, AVX-512, VNNI, AMX and ARM64, without saturation"),
+    Int8Scheme("vnni", "int8", reduce_range=False, per_channel=True, fuse=True,
+               suits="CPUs with int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX, ARM64); may saturate on AVX2"),
+    Int8Scheme("unfused", "int8", reduce_range=True, per_channel=True, fuse=False,
+               suits="every CPU, as portable, for graphs the fusions do not know"),
+    Int8Scheme("u8u8", "uint8", reduce_range=False, per_channel=False, fuse=False,
+               suits="every CPU, exactly, but on onnxruntime's slower widening kernels on x86"),
+)}
+DEFAULT_INT8_SCHEME = "portable"
+QUANTIZE_CONFIGS = tuple(INT8_SCHEMES)
 
-    ``flags`` and ``machine`` default to this machine's /proc/cpuinfo and
-    ``platform.machine()``; they are parameters so the choice can be tested.
+
+def pick_int8_scheme(explicit: Optional[str] = None) -> Int8Scheme:
+    """The scheme named by ``--quantize-config``, else the default (the same file for every CPU)."""
+    name = explicit or DEFAULT_INT8_SCHEME
+    if name not in INT8_SCHEMES:
+        raise UsageError(f"--quantize-config {name!r}: use one of {', '.join(QUANTIZE_CONFIGS)}")
+    return INT8_SCHEMES[name]
+
+
+def fusable(hf_config: Mapping[str, Any]) -> bool:
+    """Whether onnxruntime's BERT fusions know this checkpoint's graph (``config.json``'s model_type)."""
+    return str(hf_config.get("model_type", "")) in FUSABLE_MODEL_TYPES
+
+
+def fuse_encoder(src: str, dst: str, hf_config: Mapping[str, Any]) -> Dict[str, Any]:
+    """onnxruntime's transformer fusions of ``src`` into ``dst``; the fused operator counts.
+
+    Python-level fusions only (``opt_level=0``): the file stays free of one machine's
+    graph rewrites, and each session still applies its own ``ORT_ENABLE_ALL``. A graph
+    the fusions do not recognise comes out unfused (its counts are zero), not broken.
     """
-    if explicit is not None:
-        if explicit not in QUANTIZE_CONFIGS:
-            raise UsageError(f"--quantize-config {explicit!r}: use one of {', '.join(QUANTIZE_CONFIGS)}")
-        return explicit
-    machine = (machine if machine is not None else platform.machine()).lower()
-    if machine in ("arm64", "aarch64") or machine.startswith("armv8"):
-        return "arm64"
-    if flags is None:
-        flags = cpu_flags() or set()
-    if "avx512_vnni" in flags or "avx512vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags and "avx512bw" in flags:
-        return "avx512"
-    if "avx2" in flags:
-        return "avx2"
-    raise UsageError(
-        f"cannot tell which int8 kernels this CPU ({machine or 'unknown'}) supports (no AVX2, AVX-512 or "
-        f"ARM64); name the serving CPU's with --quantize-config {'|'.join(QUANTIZE_CONFIGS)}"
-    )
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    if not fusable(hf_config):
+        raise UsageError(f"transformer fusions know {', '.join(FUSABLE_MODEL_TYPES)} graphs, not "
+                         f"{hf_config.get('model_type')!r}: use --quantize-config unfused")
+    heads = int(hf_config.get("num_attention_heads") or hf_config.get("n_heads") or 0)
+    hidden = int(hf_config.get("hidden_size") or hf_config.get("dim") or 0)
+    with onnx_step("transformer fusions"):
+        optimized = optimize_model(src, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
+                                   use_gpu=False)
+        counts = {op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n}
+        optimized.save_model_to_file(dst)
+    return {"tool": "onnxruntime.transformers.optimizer", "model_type": "bert", "fused_operators": counts,
+            "path": dst}
 
 
-def _quantization_config(name: str):
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+def quantize_int8(src: str, dst: str, scheme: Int8Scheme) -> Dict[str, Any]:
+    """Dynamic int8 quantization of ``src`` into ``dst``; returns the settings for the header."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    factory = getattr(AutoQuantizationConfig, name)
-    # Dynamic, per-tensor: the presets' defaults for transformer encoders.
-    return factory(is_static=False, per_channel=False)
-
-
-def quantize_int8(onnx_dir: str, file_name: str, save_dir: str, config_name: str) -> Dict[str, object]:
-    """Quantize ``onnx_dir/file_name`` into ``save_dir``; returns the settings for the header.
-
-    The returned dict carries ``path`` (the quantized file) besides the settings.
-    """
-    from optimum.onnxruntime import ORTQuantizer
-
-    qconfig = _quantization_config(config_name)
-    with _optimum_step(f"int8 quantization with the {config_name} preset"):
-        quantizer = ORTQuantizer.from_pretrained(onnx_dir, file_name=file_name)
-        quantizer.quantize(save_dir=save_dir, quantization_config=qconfig)
-    path = _single_onnx(save_dir, exclude=())
-    return {
-        "mode": "int8",
-        "method": "dynamic",
-        "config": config_name,
-        "weights_dtype": str(getattr(qconfig.weights_dtype, "name", qconfig.weights_dtype)),
-        "activations_dtype": str(getattr(qconfig.activations_dtype, "name", qconfig.activations_dtype)),
-        "per_channel": bool(qconfig.per_channel),
-        "reduce_range": bool(qconfig.reduce_range),
-        "operators": sorted(qconfig.operators_to_quantize or []),
-        "tool": "optimum.onnxruntime.ORTQuantizer",
-        "path": path,
-    }
+    with onnx_step(f"int8 quantization ({scheme.name} scheme)"), _quiet_root_logger():
+        quantize_dynamic(
+            src, dst,
+            weight_type=QuantType.QInt8 if scheme.weights == "int8" else QuantType.QUInt8,
+            per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
+            # Tensors made by com.microsoft operators have no type for onnx's shape inference;
+            # in these graphs every such tensor is float.
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    if not os.path.exists(dst):
+        raise MlbError(f"int8 quantization ({scheme.name} scheme) wrote no file")
+    return dict(scheme.settings(), path=dst)
 
 
 def cuda_available() -> bool:
@@ -143,7 +163,7 @@ def optimize_graph(onnx_dir: str, file_name: str, save_dir: str, level: str) -> 
     config = AutoOptimizationConfig.with_optimization_level(level)
     if level == "O4":
         config.optimize_for_gpu = True
-    with _optimum_step(f"graph optimization {level}"):
+    with onnx_step(f"graph optimization {level}"):
         optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=[file_name])
         optimizer.optimize(save_dir=save_dir, optimization_config=config)
     path = _single_onnx(save_dir, exclude=())
@@ -157,8 +177,22 @@ def optimize_graph(onnx_dir: str, file_name: str, save_dir: str, level: str) -> 
 
 
 @contextmanager
-def _optimum_step(what: str) -> Iterator[None]:
-    """optimum raises whatever its backends raise; the user gets one line naming the step."""
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's quantizer advises "pre-processing" through the root logger on every call; the
+    written file is verified instead, so the advice would only be noise in mlb-export's output."""
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+@contextmanager
+def onnx_step(what: str) -> Iterator[None]:
+    """optimum and onnxruntime's tools raise whatever their backends raise; the user gets one line naming the step."""
     try:
         yield
     except MlbError:

@@ -208,13 +208,17 @@ def test_int8_export_with_labels_passes_the_gate(varied_checkpoint, varied_fp32,
     texts = _texts(120, seed=1)
     labels = np.random.default_rng(5).random((120, 4)) < 0.3
     data = _write_wide_csv(tmp_path / "val.csv", texts, labels)
-    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8",
-                          quantize_config="avx512_vnni", validate_on=str(data))
+    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8", validate_on=str(data))
     header = ModelHeader.from_metadata(_metadata(result.path))
-    assert header.quantization["mode"] == "int8" and header.quantization["config"] == "avx512_vnni"
-    assert header.quantization["method"] == "dynamic"
-    fp32_check, int8_check = header.provenance["validation"]
+    # The default: one file for every CPU (signed 7-bit per-channel weights, fused graph).
+    assert header.quantization == {
+        "mode": "int8", "method": "dynamic", "config": "portable", "weights_dtype": "QInt8",
+        "activations_dtype": "QUInt8", "reduce_range": True, "per_channel": True, "fused": True,
+        "tool": "onnxruntime.quantization.quantize_dynamic"}
+    fp32_check, fused_check, int8_check = header.provenance["validation"]
     assert fp32_check["kind"] == "exact" and fp32_check["passed"]
+    assert fused_check["kind"] == "exact" and fused_check["passed"] and fused_check["variant"] == "fp32 fused"
+    assert header.provenance["fusion"]["fused_operators"]["Attention"] == 2  # one per layer
     assert int8_check["kind"] == "lossy" and int8_check["passed"] and int8_check["rows"] == 120
     assert set(int8_check["metrics"]) == {"micro_f1", "macro_f1", "samples_jaccard"}
     assert result.size_bytes < os.path.getsize(varied_fp32.path)
@@ -233,8 +237,8 @@ def test_int8_gate_refuses_when_quantization_changes_decisions(varied_checkpoint
     data = _write_wide_csv(tmp_path / "val.csv", texts, truth)
     out = tmp_path / "int8.onnx"
     out.write_bytes(b"previous model")
-    with pytest.raises(MlbError, match=r"not written: the int8 file .*drops by .* points .*--force"):
-        export_model(str(varied_checkpoint), str(out), quantize="int8", quantize_config="avx512_vnni",
+    with pytest.raises(MlbError, match=r"not written: the int8 vnni file .*drops by .* points .*--force"):
+        export_model(str(varied_checkpoint), str(out), quantize="int8", quantize_config="vnni",
                      validate_on=str(data), limits=GateLimits(0.0, 0.0, 0.0))
     assert out.read_bytes() == b"previous model"
     assert sorted(os.listdir(tmp_path)) == ["int8.onnx", "val.csv"]
@@ -250,7 +254,7 @@ def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_
     def ruined(path, *args, **kwargs):
         classifier = real(path, *args, **kwargs)
         calls.append(path)
-        if len(calls) > 1:  # the first call checks fp32
+        if classifier.header.quantization["mode"] == "int8":  # the fp32 and fused checks stay honest
             honest = classifier.predict_proba
             classifier.predict_proba = lambda texts, **kw: 1.0 - honest(texts, **kw)
         return classifier
@@ -262,7 +266,7 @@ def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_
     out = tmp_path / "m.onnx"
     code, _, err = _run_cli([varied_checkpoint, out, "--quantize", "int8", "--validate-on", data], capsys)
     assert code == 1
-    assert err.strip().splitlines()[-1].startswith(f"Error: {out}: not written: the int8 file micro-F1 drops by")
+    assert err.strip().splitlines()[-1].startswith(f"Error: {out}: not written: the int8 portable file micro-F1 drops by")
     assert "FAIL" in err  # the table was printed
     assert not out.exists()
 
@@ -270,8 +274,8 @@ def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_
     code, stdout, err = _run_cli([varied_checkpoint, out, "--quantize", "int8", "--validate-on", data, "--force"], capsys)
     assert code == 0, err
     header = ModelHeader.from_metadata(_metadata(out))
-    assert header.provenance["validation"][1]["passed"] is False
-    assert "micro-F1 drops" in header.provenance["validation"][1]["forced_past"][0]
+    assert [check["passed"] for check in header.provenance["validation"]] == [True, True, False]
+    assert "micro-F1 drops" in header.provenance["validation"][-1]["forced_past"][0]
     assert "written anyway: --force" in err
 
 
@@ -319,27 +323,86 @@ def test_validate_on_file_with_other_labels_is_refused(varied_checkpoint, tmp_pa
     assert not (tmp_path / "m.onnx").exists()
 
 
-@pytest.mark.parametrize(
-    "flags,cpu,machine,expected",
-    [
-        (None, {"avx2", "avx512f", "avx512bw", "avx512_vnni"}, "x86_64", "avx512_vnni"),
-        (None, {"avx2", "avx512f", "avx512bw"}, "x86_64", "avx512"),
-        (None, {"sse4_2", "avx2"}, "x86_64", "avx2"),
-        (None, set(), "aarch64", "arm64"),
-        ("avx2", {"avx512_vnni"}, "x86_64", "avx2"),
-    ],
-)
-def test_quantization_preset_follows_the_cpu(flags, cpu, machine, expected):
-    from mlbert.exporter.quantize import pick_quantization_config
+def test_int8_schemes_default_is_the_same_for_every_cpu():
+    from mlbert.exporter.quantize import DEFAULT_INT8_SCHEME, INT8_SCHEMES, pick_int8_scheme
 
-    assert pick_quantization_config(flags, flags=cpu, machine=machine) == expected
+    assert pick_int8_scheme(None).name == DEFAULT_INT8_SCHEME == "portable"
+    assert pick_int8_scheme("u8u8") is INT8_SCHEMES["u8u8"]
+    with pytest.raises(UsageError, match="--quantize-config 'avx512_vnni': use one of portable"):
+        pick_int8_scheme("avx512_vnni")
 
 
-def test_quantization_preset_unknown_cpu_asks_for_one():
-    from mlbert.exporter.quantize import pick_quantization_config
+@pytest.mark.parametrize("scheme", ["vnni", "unfused", "u8u8"])
+def test_every_int8_scheme_exports_a_file_its_header_describes(scheme, varied_checkpoint, tmp_path):
+    """Each scheme's file passes the gate and records what batch.cpus needs to judge it."""
+    import onnx
 
-    with pytest.raises(UsageError, match="--quantize-config"):
-        pick_quantization_config(None, flags={"sse2"}, machine="x86_64")
+    from mlbert.exporter.export import export_model
+    from mlbert.exporter.quantize import INT8_SCHEMES
+
+    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8", quantize_config=scheme)
+    header = ModelHeader.from_metadata(_metadata(result.path))
+    expected = INT8_SCHEMES[scheme]
+    assert header.quantization["config"] == scheme
+    assert header.quantization["weights_dtype"] == ("QInt8" if expected.weights == "int8" else "QUInt8")
+    assert header.quantization["reduce_range"] is expected.reduce_range
+    ops = {n.op_type for n in onnx.load(result.path).graph.node}
+    assert ("QAttention" in ops) is expected.fuse and "MatMulInteger" in ops
+    assert [r.variant for r in result.reports][-1] == f"int8 {scheme}"
+
+
+def test_graphs_the_fusions_do_not_know_are_quantized_unfused(varied_checkpoint, tmp_path, monkeypatch):
+    import onnx
+
+    from mlbert.exporter import quantize
+    from mlbert.exporter.export import export_model
+
+    monkeypatch.setattr(quantize, "FUSABLE_MODEL_TYPES", ("roberta",))
+    said = []
+    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8", echo=said.append)
+    header = ModelHeader.from_metadata(_metadata(result.path))
+    assert header.quantization["config"] == "portable" and header.quantization["fused"] is False
+    assert "QAttention" not in {n.op_type for n in onnx.load(result.path).graph.node}
+    assert any("do not know 'bert' graphs" in line for line in said)
+
+
+def test_optimize_o2_with_int8_is_quantized_after_the_fusions(varied_checkpoint, tmp_path):
+    """optimum's quantizer could not type the fused com.microsoft operators; onnxruntime's can."""
+    import onnx
+
+    from mlbert.exporter.export import export_model
+
+    result = export_model(str(varied_checkpoint), str(tmp_path / "o2.onnx"), quantize="int8", optimize="O2")
+    ops = {n.op_type for n in onnx.load(result.path).graph.node}
+    assert "QAttention" in ops
+    header = ModelHeader.from_metadata(_metadata(result.path))
+    assert header.provenance["optimization"]["level"] == "O2" and header.quantization["config"] == "portable"
+    assert result.reports[-1].variant == "int8 O2 portable" and not result.reports[-1].failures
+
+
+@pytest.mark.parametrize("flags,warned", [({"avx2", "fma"}, True), ({"avx2", "avx512f", "avx512bw", "avx512dq",
+                                                                    "avx512vl", "avx512_vnni"}, False)])
+def test_mlb_batch_warns_once_when_the_int8_file_does_not_suit_the_cpu(flags, warned, varied_checkpoint, tmp_path,
+                                                                       monkeypatch):
+    """A full-range file (built for VNNI) run where VPMADDUBSW could saturate: one note, results still written."""
+    from click.testing import CliRunner
+
+    from mlbert.batch import cpus
+    from mlbert.batch.cli import cli
+    from mlbert.exporter.export import export_model
+
+    model = tmp_path / "vnni.onnx"
+    export_model(str(varied_checkpoint), str(model), quantize="int8", quantize_config="vnni")
+    monkeypatch.setattr(cpus.CpuFeatures, "here", classmethod(lambda cls, path="": cls("x86_64", frozenset(flags))))
+    (tmp_path / "in.txt").write_text("so happy\nso sad\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, [str(tmp_path / "in.txt"), "-m", str(model), "-o", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "saturate" in line]
+    assert len(notes) == (1 if warned else 0)
+    if warned:
+        assert notes[0].startswith(f"mlb-batch: {model}: int8 file with full-range 8-bit weights")
+        assert "mlb-export --quantize int8" in notes[0]
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
 
 
 # ---------------------------------------------------------------- atomic publishing
@@ -462,7 +525,7 @@ def test_o4_without_cuda_says_why(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_option_combinations_refused_before_work(tiny_checkpoint, tmp_path, capsys):
-    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx", "--quantize-config", "avx2"], capsys)
+    code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx", "--quantize-config", "u8u8"], capsys)
     assert code == 2 and "--quantize-config needs --quantize int8" in err
     code, _, err = _run_cli([tiny_checkpoint, tmp_path / "m.onnx", "--opset", "7"], capsys)
     assert code == 2 and "--opset 7" in err
@@ -548,16 +611,16 @@ def test_validate_on_headerless_list_layout_with_ids(varied_checkpoint, tmp_path
 @pytest.mark.parametrize("step", ["quantize", "optimize"])
 def test_optimum_failures_are_one_line_naming_the_step(step, tmp_path):
     from mlbert.batch.errors import MlbError
-    from mlbert.exporter.quantize import optimize_graph, quantize_int8
+    from mlbert.exporter.quantize import INT8_SCHEMES, optimize_graph, quantize_int8
 
     (tmp_path / "model.onnx").write_bytes(b"not an onnx graph")
     with pytest.raises(MlbError) as info:
         if step == "quantize":
-            quantize_int8(str(tmp_path), "model.onnx", str(tmp_path / "q"), "avx2")
+            quantize_int8(str(tmp_path / "model.onnx"), str(tmp_path / "q.onnx"), INT8_SCHEMES["u8u8"])
         else:
             optimize_graph(str(tmp_path), "model.onnx", str(tmp_path / "o"), "O1")
     message = str(info.value)
-    expected = "int8 quantization with the avx2 preset failed (" if step == "quantize" else "graph optimization O1 failed ("
+    expected = "int8 quantization (u8u8 scheme) failed (" if step == "quantize" else "graph optimization O1 failed ("
     assert message.startswith(expected) and "\n" not in message
 
 
