@@ -13,6 +13,8 @@ Modes:
   the first 500 validation and test rows, one seed. Not for conclusions.
 * ``full``: the screening protocol of docs/RECIPE.md: whole splits, a fixed number of
   epochs per dataset (``DATASETS``), no early stopping, seeds 42 and 43.
+* ``lengths``: no training: tokens per training row with and without the label names
+  prepended (SpanEmo's input), what that idea would cost per epoch.
 * ``confirm``: mlb-train's defaults as ``benchmarks/train_goemotions.sh`` runs them (up to 6
   epochs, early stopping), for the variants named with ``--variants``, on GoEmotions.
 
@@ -269,6 +271,36 @@ def render(mode: str, results: List[Dict[str, Any]], variants: Sequence[str], da
     return "\n".join(lines)
 
 
+def input_lengths(datasets: Sequence[str]) -> str:
+    """Mean tokens per training row, as trained (preprocessed, truncated at 128), and with the
+    label names prepended as SpanEmo does (``label names [SEP] text``)."""
+    from transformers import AutoTokenizer
+
+    from mlbert.trainer.data import read_label_names_file, read_labelled_file
+    from mlbert.trainer.head import default_base_model
+    from mlbert.trainer.train_options import TrainOptions
+
+    tokenizer = AutoTokenizer.from_pretrained(default_base_model())
+    preprocessing = TrainOptions(output="", train="").preprocessing
+    rows = []
+    for ds_name in datasets:
+        dataset = DATASETS[ds_name]
+        folder = c.REPO / dataset.folder
+        names = read_label_names_file(str(folder / "emotions.txt"))
+        texts = preprocessing.apply(read_labelled_file(str(folder / "train.tsv.gz"), label_names=names,
+                                                       label_id_base=dataset.first_label_id).texts)
+        plain = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=128)["input_ids"]]
+        prefix = " ".join(names)
+        paired = [len(ids) for ids in tokenizer([prefix] * len(texts), texts, truncation="only_second",
+                                                max_length=128 + len(tokenizer(prefix)["input_ids"]))["input_ids"]]
+        mean_plain, mean_paired = statistics.mean(plain), statistics.mean(paired)
+        rows.append([ds_name, len(texts), len(names), c.fmt(mean_plain, 1), c.fmt(mean_paired, 1),
+                     f"{mean_paired / mean_plain:.2f}x"])
+    table = c.md_table(["dataset", "train rows", "labels", "tokens per row", "with label names prepended", "ratio"], rows)
+    return "\n".join([f"Written by `python benchmarks/bench_recipe.py --mode lengths` (packaged all-MiniLM-L6-v2 "
+                      "tokenizer, mlb-train's default preprocessing, whole training splits):", "", table])
+
+
 def write_doc(mode: str, text: str, doc: Path = DOC) -> None:
     """Replace this mode's block between its markers in docs/RECIPE.md (appended when absent)."""
     begin, end = f"<!-- bench_recipe {mode}: begin -->", f"<!-- bench_recipe {mode}: end -->"
@@ -284,7 +316,7 @@ def write_doc(mode: str, text: str, doc: Path = DOC) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=sorted(SEEDS), default="short")
+    parser.add_argument("--mode", choices=sorted([*SEEDS, "lengths"]), default="short")
     parser.add_argument("--variants", default=None, help="comma-separated (default: all; confirm: baseline,ema)")
     parser.add_argument("--datasets", default=None, help="comma-separated (default: both; confirm: goemotions)")
     parser.add_argument("--lock", metavar="FILE", help="run each training under flock FILE")
@@ -300,6 +332,12 @@ def main() -> None:
     for name in datasets:
         if name not in DATASETS:
             parser.error(f"unknown dataset {name!r}: use {', '.join(DATASETS)}")
+    if args.mode == "lengths":
+        text = input_lengths(datasets)
+        print(text)
+        if not args.no_doc:
+            write_doc(args.mode, text)
+        return
     results = run_study(args.mode, datasets, variants, args.lock, args.rerun)
     shown = ["python benchmarks/bench_recipe.py", "--mode", args.mode]
     if args.variants:
