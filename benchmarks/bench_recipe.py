@@ -15,6 +15,8 @@ Modes:
   epochs per dataset (``DATASETS``), no early stopping, seeds 42 and 43.
 * ``lengths``: no training: tokens per training row with and without the label names
   prepended (SpanEmo's input), what that idea would cost per epoch.
+* ``timing``: the time per step of each variant, 200 steps on GoEmotions, two rounds that
+  alternate the variants, so that a busy moment of the machine does not favour one.
 * ``confirm``: mlb-train's defaults as ``benchmarks/train_goemotions.sh`` runs them (up to 6
   epochs, early stopping), for the variants named with ``--variants``, on GoEmotions.
 
@@ -59,8 +61,8 @@ class Dataset:
 DATASETS = {
     # 439 steps an epoch, 3 epochs: 1,317 steps (about half of GoEmotions' 2,714 for a third of the rows).
     "xed-en": Dataset("data/xed-en", 1, 3),
-    # 1,357 steps an epoch; today's defaults kept epoch 2 (docs/RESULTS.md), so 2 epochs.
-    "goemotions": Dataset("data/goemotions", 0, 2),
+    # 1,357 steps an epoch; one epoch, what 2 shared CPU cores allow for 10 runs (docs/RECIPE.md).
+    "goemotions": Dataset("data/goemotions", 0, 1),
 }
 
 # Each candidate: the flags it adds to mlb-train's defaults, and the source it comes from.
@@ -76,7 +78,9 @@ VARIANTS: Dict[str, List[str]] = {
     "ema": ["--ema-decay", "0.999"],
 }
 
-SEEDS = {"short": (42,), "full": (42, 43), "confirm": (42,)}
+SEEDS = {"short": (42,), "full": (42, 43), "confirm": (42,), "timing": (42, 43)}
+# timing: every variant this many steps, in two alternating rounds (the seeds), one dataset.
+TIMING_STEPS = 200
 RUNS_DIR = c.REPO / "runs" / "recipe"
 DOC = c.REPO / "docs" / "RECIPE.md"
 
@@ -90,6 +94,8 @@ def mode_flags(mode: str, dataset: Dataset) -> List[str]:
         return ["--limit-train", "1500", "--max-steps", "60", "--limit-eval", "500"]
     if mode == "full":
         return ["--epochs", str(dataset.screening_epochs), "--early-stopping-patience", "0"]
+    if mode == "timing":
+        return ["--max-steps", str(TIMING_STEPS), "--limit-eval", "64"]
     return ["--epochs", "6"]  # confirm: as benchmarks/train_goemotions.sh
 
 
@@ -240,9 +246,31 @@ def decision_lines(results: List[Dict[str, Any]], datasets: Sequence[str]) -> Li
     return lines
 
 
+def timing_table(results: List[Dict[str, Any]], variants: Sequence[str]) -> str:
+    """Seconds per epoch (from the seconds per step) of each variant per round, and against the baseline."""
+    def per_epoch(name: str) -> List[float]:
+        return [r["seconds_per_epoch"] for r in results if r["variant"] == name]
+
+    base = statistics.mean(per_epoch("baseline")) if per_epoch("baseline") else None
+    rows = [[name, ", ".join(f"{v:.0f}" for v in per_epoch(name)), f"{statistics.mean(per_epoch(name)):.0f}",
+             f"{statistics.mean(per_epoch(name)) / base:.2f}x" if base else ""]
+            for name in variants if per_epoch(name)]
+    return c.md_table(["variant", "s/epoch per round", "mean", "x baseline"], rows)
+
+
 def render(mode: str, results: List[Dict[str, Any]], variants: Sequence[str], datasets: Sequence[str],
            machine: Dict[str, Any], command: str) -> str:
     flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx2", "fma") if machine.get(f))
+    if mode == "timing":
+        return "\n".join([
+            f"Written by `{command}`, finished {machine['date']}, on {machine['cpu']} (family {machine['cpu_family']}, "
+            f"model {machine['cpu_model']}), {machine['cores']} cores, flags {flags}.",
+            "",
+            f"{TIMING_STEPS} training steps of each variant on GoEmotions (batch 32, the first 64 dev/test rows for the "
+            "one evaluation), rounds alternating the variants; seconds per epoch = training seconds / epochs run:",
+            "",
+            timing_table(results, variants),
+        ])
     lines = [
         f"Written by `{command}`, finished {machine['date']}, on {machine['cpu']} (family {machine['cpu_family']}, "
         f"model {machine['cpu_model']}), {machine['cores']} cores, flags {flags}; torch "
@@ -325,7 +353,8 @@ def main() -> None:
     args = parser.parse_args()
     confirm = args.mode == "confirm"
     variants = (args.variants or ("baseline,ema" if confirm else ",".join(VARIANTS))).split(",")
-    datasets = (args.datasets or ("goemotions" if confirm else ",".join(DATASETS))).split(",")
+    one_dataset = args.mode in ("confirm", "timing")
+    datasets = (args.datasets or ("goemotions" if one_dataset else ",".join(DATASETS))).split(",")
     for name in variants:
         if name not in VARIANTS:
             parser.error(f"unknown variant {name!r}: use {', '.join(VARIANTS)}")

@@ -15,6 +15,7 @@ from ..batch.cli_common import MlbCommand, command_argv
 from ..batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
 
 from . import __version__
+from .losses import LOSSES
 from .options import labelled_data_options
 from .thresholds import OBJECTIVES
 
@@ -61,7 +62,7 @@ def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
               help="What the saved thresholds maximise on validation. label-f1: one threshold per label (best macro-F1).")
 @click.option("--pos-weight", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True,
               help="Weight positives of rare labels in the loss (negatives/positives, or its square root).")
-@click.option("--loss", type=click.Choice(["bce", "asl"]), default="bce", show_default=True,
+@click.option("--loss", type=click.Choice(list(LOSSES)), default="bce", show_default=True,
               help="bce: binary cross-entropy. asl: the asymmetric loss (Ridnik et al. 2021); with equal gammas "
                    "and --asl-clip 0 it is the focal loss.")
 @click.option("--asl-gamma-neg", type=float, default=4.0, show_default=True, help="asl: focusing exponent of negatives.")
