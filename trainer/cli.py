@@ -15,6 +15,7 @@ from ..batch.cli_common import MlbCommand, command_argv
 from ..batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
 
 from . import __version__
+from .losses import LOSSES
 from .options import labelled_data_options
 from .thresholds import OBJECTIVES
 
@@ -61,6 +62,19 @@ def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
               help="What the saved thresholds maximise on validation. label-f1: one threshold per label (best macro-F1).")
 @click.option("--pos-weight", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True,
               help="Weight positives of rare labels in the loss (negatives/positives, or its square root).")
+@click.option("--loss", type=click.Choice(list(LOSSES)), default="bce", show_default=True,
+              help="bce: binary cross-entropy. asl: the asymmetric loss (Ridnik et al. 2021); with equal gammas "
+                   "and --asl-clip 0 it is the focal loss.")
+@click.option("--asl-gamma-neg", type=float, default=4.0, show_default=True, help="asl: focusing exponent of negatives.")
+@click.option("--asl-gamma-pos", type=float, default=1.0, show_default=True, help="asl: focusing exponent of positives.")
+@click.option("--asl-clip", type=float, default=0.05, show_default=True,
+              help="asl: probability margin below which a negative costs nothing.")
+@click.option("--lca-weight", type=float, default=0.0, show_default=True,
+              help="Weight alpha of SpanEmo's label-correlation term: (1-alpha)*loss + alpha*LCA (0: off; SpanEmo: 0.2).")
+@click.option("--layer-lr-decay", type=float, default=1.0, show_default=True,
+              help="Layer-wise learning-rate decay: each layer below the head learns this factor slower (1: off).")
+@click.option("--ema-decay", type=float, default=0.0, show_default=True,
+              help="Evaluate and save an exponential moving average of the weights with this decay, e.g. 0.999 (0: off).")
 @click.option("--head-bias-init", type=click.Choice(["prior", "zero"]), default="prior", show_default=True,
               help="Start the classifier bias at each label's log-odds in the training data (prior), or at 0 "
                    "(transformers' default, every label at probability 0.5).")

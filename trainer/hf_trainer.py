@@ -1,7 +1,8 @@
 """transformers' Trainer as mlb-train runs it: the multi-label loss, its arguments, schedule and devices.
 
-What differs from a plain ``Trainer``: BCE-with-logits with an optional per-label
-``pos_weight``; evaluation and prediction in file order (length grouping is for training
+What differs from a plain ``Trainer``: the multi-label loss of ``losses`` (BCE-with-logits
+with an optional per-label ``pos_weight``, or the asymmetric loss, plus SpanEmo's label-correlation
+term); optional layer-wise learning rates (``layer_lr``) and weight averaging (``weight_average``); evaluation and prediction in file order (length grouping is for training
 batches only); the best checkpoint picked by Jaccard/F1 at thresholds tuned for them;
 validation probabilities of recent evaluations kept so the best one need not be
 predicted again; one log line per Trainer log when stderr is not a terminal.
@@ -18,10 +19,13 @@ import numpy as np
 
 from ..batch.errors import UsageError
 
+from .layer_lr import layerwise_parameter_groups
+from .losses import LossSettings, multilabel_loss
 from .metrics import SUMMARY_KEYS, multilabel_metrics
 from .outputs import CHECKPOINTS_DIR, checkpoint_step
 from .thresholds import tune_thresholds
 from .train_options import TrainOptions
+from .weight_average import WeightAverage
 
 # Cap for pos_weight so that a label with 3 positives in 40k rows does not dominate the loss.
 MAX_POS_WEIGHT = 100.0
@@ -100,12 +104,21 @@ class EvaluationProbabilities:
 
 
 def multilabel_trainer_class():
-    """A Trainer whose loss is BCE-with-logits with optional per-label ``pos_weight``."""
+    """A Trainer with mlb-train's loss, optional layer-wise rates and optional weight averaging.
+
+    ``loss_settings`` and ``pos_weight`` choose the loss (``losses.multilabel_loss``);
+    ``layer_lr_decay`` below 1 builds the optimizer from ``layer_lr.layerwise_parameter_groups``;
+    ``weight_average`` (a ``WeightAverage``) is swapped in for every evaluation and checkpoint.
+    """
     import torch
     from transformers import Trainer
 
     class MultiLabelTrainer(Trainer):
         pos_weight: Optional["torch.Tensor"] = None
+        loss_settings: LossSettings = LossSettings()
+        layer_lr_decay: float = 1.0
+        weight_average: Optional[WeightAverage] = None
+        resume_checkpoint: Optional[str] = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
@@ -114,10 +127,40 @@ def multilabel_trainer_class():
             weight = None
             if self.pos_weight is not None:
                 weight = self.pos_weight.to(device=logits.device, dtype=torch.float32)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits.float(), labels.float(), pos_weight=weight
-            )
+            loss = multilabel_loss(logits, labels, self.loss_settings, pos_weight=weight)
             return (loss, outputs) if return_outputs else loss
+
+        def create_optimizer(self):
+            if self.optimizer is not None or self.layer_lr_decay >= 1.0:
+                return super().create_optimizer()
+            groups = layerwise_parameter_groups(
+                self.model, self.args.learning_rate, self.layer_lr_decay, self.args.weight_decay,
+                set(self.get_decay_parameter_names(self.model)),
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            self.optimizer = optimizer_cls([{k: v for k, v in g.items() if k != "names"} for g in groups],
+                                           **optimizer_kwargs)
+            return self.optimizer
+
+        def train(self, resume_from_checkpoint=None, **kwargs):
+            self.resume_checkpoint = resume_from_checkpoint  # read by the averaging callback at train begin
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+        def evaluate(self, *args, **kwargs):
+            average = self.weight_average
+            if average is None or not average.active:
+                return super().evaluate(*args, **kwargs)
+            with average.swapped_in(self.model):
+                return super().evaluate(*args, **kwargs)
+
+        def save_model(self, output_dir=None, _internal_call=False):
+            average = self.weight_average
+            if average is None or not average.active:
+                return super().save_model(output_dir, _internal_call)
+            with average.swapped_in(self.model):
+                super().save_model(output_dir, _internal_call)
+            if output_dir and self.args.should_save:
+                average.save_training_weights(self.model, output_dir)
 
         def _get_eval_sampler(self, eval_dataset):
             # With group_by_length=True, transformers 4.57 also draws *evaluation* batches
@@ -132,6 +175,32 @@ def multilabel_trainer_class():
 
     MultiLabelTrainer.model_accepts_loss_kwargs = False
     return MultiLabelTrainer
+
+
+def weight_average_callback(trainer: Any):
+    """Keeps ``trainer.weight_average`` going: started (or resumed) at train begin, updated after
+    every optimizer step; at the end the model holds averaged weights (the best checkpoint's, or
+    the final average when no checkpoint was kept) and the average stops."""
+    from transformers import TrainerCallback
+
+    class AverageWeights(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            average = trainer.weight_average
+            if trainer.resume_checkpoint:
+                average.resume(trainer.model, trainer.resume_checkpoint)
+            else:
+                average.start(trainer.model)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            trainer.weight_average.update(trainer.model, state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            average = trainer.weight_average
+            if state.best_model_checkpoint is None:  # nothing loaded back: keep the final average
+                average.swap(trainer.model)
+            average.stop()
+
+    return AverageWeights()
 
 
 def log_lines_callback(log: Callable[[str], None]):
@@ -263,8 +332,15 @@ def build_trainer(
     early_stopping_patience: int,
     weights: Optional[np.ndarray],
     log: Callable[[str], None],
+    loss: LossSettings = LossSettings(),
+    layer_lr_decay: float = 1.0,
+    ema_decay: float = 0.0,
 ):
-    """The ``MultiLabelTrainer`` on the tokenised train and validation splits, with its callbacks."""
+    """The ``MultiLabelTrainer`` on the tokenised train and validation splits, with its callbacks.
+
+    ``loss``, ``layer_lr_decay`` and ``ema_decay`` (0: no averaging) are the recipe options
+    of ``TrainOptions`` of the same names.
+    """
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
     from transformers.trainer_callback import PrinterCallback
@@ -288,4 +364,9 @@ def build_trainer(
         trainer.add_callback(log_lines_callback(log))
     if weights is not None:
         trainer.pos_weight = torch.tensor(weights)
+    trainer.loss_settings = loss
+    trainer.layer_lr_decay = layer_lr_decay
+    if ema_decay > 0:
+        trainer.weight_average = WeightAverage(ema_decay)
+        trainer.add_callback(weight_average_callback(trainer))
     return trainer

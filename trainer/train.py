@@ -88,6 +88,7 @@ def train(opts: TrainOptions, log: Log = print) -> Dict[str, Any]:
     trainer = build_trainer(
         training_arguments(opts, schedule, device, metric), model, tokenizer, datasets, evaluations,
         early_stopping_patience=opts.early_stopping_patience, weights=weights, log=log,
+        loss=opts.loss_settings, layer_lr_decay=opts.layer_lr_decay, ema_decay=opts.ema_decay,
     )
     # After the Trainer (which re-seeds) and only for a new head; on --resume the
     # checkpoint's weights replace these anyway.

@@ -12,6 +12,7 @@ from typing import List, Optional
 from ..batch.errors import UsageError
 from ..batch.preprocess import Preprocessing
 
+from .losses import LOSSES, LossSettings
 from .thresholds import OBJECTIVES
 
 # Metrics the best checkpoint can be chosen by; all but loss are "higher is better".
@@ -59,6 +60,14 @@ class TrainOptions:
     seed: int = 42
     device: str = "auto"
     pos_weight: str = "none"
+    # recipe options studied in docs/RECIPE.md (losses.py, layer_lr.py, weight_average.py)
+    loss: str = "bce"
+    asl_gamma_neg: float = 4.0
+    asl_gamma_pos: float = 1.0
+    asl_clip: float = 0.05
+    lca_weight: float = 0.0
+    layer_lr_decay: float = 1.0
+    ema_decay: float = 0.0
     head_bias_init: str = "prior"
     pooler: str = "reinit"
     metric_for_best: str = "samples_jaccard"
@@ -85,6 +94,7 @@ class TrainOptions:
         for name, value, allowed in (
             ("--device", self.device, DEVICES),
             ("--pos-weight", self.pos_weight, POS_WEIGHTS),
+            ("--loss", self.loss, LOSSES),
             ("--head-bias-init", self.head_bias_init, HEAD_BIAS_INITS),
             ("--pooler", self.pooler, POOLER_MODES),
             ("--metric-for-best", self.metric_for_best, BEST_METRICS),
@@ -101,3 +111,22 @@ class TrainOptions:
             raise UsageError(f"--epochs must be positive, not {self.epochs}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise UsageError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
+        self.check_recipe()
+
+    def check_recipe(self) -> None:
+        """The loss, layer-wise rate and averaging options: ranges and combinations."""
+        if self.loss == "asl" and self.pos_weight != "none":
+            raise UsageError("--pos-weight weights the BCE loss; the asymmetric loss (--loss asl) has its own focusing")
+        for name, value in (("--asl-gamma-neg", self.asl_gamma_neg), ("--asl-gamma-pos", self.asl_gamma_pos)):
+            if value < 0:
+                raise UsageError(f"{name} must be at least 0, not {value}")
+        for name, value in (("--asl-clip", self.asl_clip), ("--lca-weight", self.lca_weight), ("--ema-decay", self.ema_decay)):
+            if not 0.0 <= value < 1.0:
+                raise UsageError(f"{name} must be in [0, 1), not {value}")
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise UsageError(f"--layer-lr-decay must be in (0, 1], not {self.layer_lr_decay}")
+
+    @property
+    def loss_settings(self) -> LossSettings:
+        return LossSettings(loss=self.loss, asl_gamma_neg=self.asl_gamma_neg, asl_gamma_pos=self.asl_gamma_pos,
+                            asl_clip=self.asl_clip, lca_weight=self.lca_weight)
