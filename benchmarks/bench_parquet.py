@@ -13,7 +13,7 @@ Three tables, each measured side by side with its baseline in the same run:
    has no footer until it is closed), and JSON lines records.
 
 Usage:
-    flock /tmp/mlb-heavy.lock python benchmarks/bench_parquet.py --make-models runs/bench-models --write-doc
+    python benchmarks/bench_parquet.py --make-models runs/bench-models --write-doc
     python benchmarks/bench_parquet.py --model int8=model-int8.onnx --rows 10000 --rounds 3
 """
 
@@ -265,7 +265,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         cmd = "python benchmarks/bench_parquet.py " + " ".join(argv if argv is not None else sys.argv[1:])
         DOC.write_text(
             "# mlb-batch: Parquet input and output\n\n"
-            f"Written by `flock /tmp/mlb-heavy.lock {cmd}` on {machine['date']}.\n\n"
+            f"Written by `{cmd}` on {machine['date']}.\n\n"
             f"Machine: {machine['cpu']} ({', '.join(flags)}), {machine['cores']} CPUs usable, "
             f"{machine['mem_gib']:.0f} GiB, Python {platform.python_version()}, "
             f"onnxruntime {machine['versions'].get('onnxruntime-gpu') or machine['versions'].get('onnxruntime')}, "

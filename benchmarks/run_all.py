@@ -151,7 +151,7 @@ def render(results: Dict[str, Any]) -> str:
     out.append(f"- Checkpoint: `{models['checkpoint']}`" + ("" if models["trained"] else
                " (the packaged base model with a **random** 28-label head: speed runs only, no accuracy)") + ".")
     out.append(f"- fp32 ONNX: `{models['fp32']}` ({models['fp32_mb']:.1f} MB); int8 ONNX: `{models['int8']}` "
-               f"({models['int8_mb']:.1f} MB), both written by `mlb-export` (`exporter.export.export_model`).")
+               f"({models['int8_mb']:.1f} MB), both written by `mlb-export` (`mlbert.exporter.export.export_model`).")
     out.append("- Every inference contender runs this same model: PyTorch contenders load the checkpoint, optimum "
                "loads the fp32 file, mlb-batch loads the fp32 and int8 files.")
 
