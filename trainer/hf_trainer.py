@@ -109,6 +109,9 @@ def multilabel_trainer_class():
     ``loss_settings`` and ``pos_weight`` choose the loss (``losses.multilabel_loss``);
     ``layer_lr_decay`` below 1 builds the optimizer from ``layer_lr.layerwise_parameter_groups``;
     ``weight_average`` (a ``WeightAverage``) is swapped in for every evaluation and checkpoint.
+
+    Longer than 60 lines on purpose: it is one class body of short methods, defined inside a
+    function so that torch and transformers are imported only when training starts.
     """
     import torch
     from transformers import Trainer
