@@ -15,7 +15,7 @@ error record if it is the text), never the file. Binary columns are decoded the 
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .errors import InputError, MlbError, UsageError, first_line
 from .formats import FileFormat
@@ -33,6 +33,37 @@ def _pyarrow_parquet() -> Any:
     return pq
 
 
+def open_parquet_file(path: str) -> Tuple[Any, Any]:
+    """(``pyarrow.parquet.ParquetFile``, the handle to close or None) for a path or URL.
+
+    The one place a Parquet input is opened, by the local reader and by the Ray actors that read
+    their own rows: a local file is opened by pyarrow itself (native reads), a URL through
+    ``storage`` (fsspec, with the credentials of the environment it runs in). Errors are one line
+    naming the file.
+    """
+    pq = _pyarrow_parquet()
+    handle: Any = None
+    source: Any = path
+    if is_url(path):
+        handle, _ = open_input(path)
+        source = handle
+    try:
+        return pq.ParquetFile(source), handle
+    except FileNotFoundError:
+        error: MlbError = InputError("no such file", path)
+    except IsADirectoryError:
+        error = InputError("is a directory, not a file", path)
+    except MlbError as exc:
+        error = exc
+    except OSError as exc:
+        error = InputError(f"cannot read Parquet ({failure_reason(exc, path)})", path)
+    except Exception as exc:  # pyarrow raises several types for damaged or foreign files
+        error = InputError(f"cannot read Parquet ({first_line(exc)})", path)
+    if handle is not None:
+        handle.close()
+    raise error
+
+
 class ParquetTable(RowSource):
     """An open Parquet file with ``readers.Table``'s interface; ``header`` is ignored (Parquet names its columns)."""
 
@@ -44,25 +75,7 @@ class ParquetTable(RowSource):
             raise UsageError("Parquet cannot be read from stdin (it is read by row group); give the file")
         if file_format.gzip:
             raise InputError("gzip-compressed Parquet is not supported (Parquet compresses itself)", path)
-        pq = _pyarrow_parquet()
-        # A local file is opened by pyarrow itself (native reads); a URL through storage (fsspec).
-        source: Any = path
-        self._handle: Any = None
-        if is_url(path):
-            self._handle, _ = open_input(path)
-            source = self._handle
-        try:
-            self._file = pq.ParquetFile(source)
-        except FileNotFoundError:
-            raise InputError("no such file", path) from None
-        except IsADirectoryError:
-            raise InputError("is a directory, not a file", path) from None
-        except MlbError:
-            raise
-        except OSError as exc:
-            raise InputError(f"cannot read Parquet ({failure_reason(exc, path)})", path) from None
-        except Exception as exc:  # pyarrow raises several types for damaged or foreign files
-            raise InputError(f"cannot read Parquet ({first_line(exc)})", path) from None
+        self._file, self._handle = open_parquet_file(path)
         schema = self._file.schema_arrow
         self.columns: List[str] = list(schema.names)
         self.column_types: Optional[Dict[str, Any]] = {f.name: f.type for f in schema}

@@ -10,8 +10,9 @@ byte for byte. Ray Data's ``read_parquet`` is not used: its blocks do not fall o
 boundaries, and the chunking decides the probabilities of an int8 model (dynamic
 quantization scales each batch).
 
-Every read goes through ``open_parquet(path)``: the one place that turns the path string
-into a file, so that a URL (object storage) needs a change there only.
+Every read goes through ``parquet.open_parquet_file``, the local reader's own: a URL
+(``s3://``, ``gs://``, ...) is opened through fsspec, so each actor reads its row groups
+from the store itself, with the credentials of its own environment.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InputError, MlbError, UsageError, first_line
-from .parquet import INSTALL_HINT
+from .errors import InputError, MlbError, first_line
+from .parquet import open_parquet_file
 from .pipeline import ROW_ID, split_chunk
 from .readers import Row
 
@@ -35,17 +36,8 @@ _cache: "OrderedDict[Tuple[str, int, Tuple[str, ...]], Any]" = OrderedDict()
 
 
 def open_parquet(path: str) -> Any:
-    """A ``pyarrow.parquet.ParquetFile`` for ``path``, or a one-line error naming it."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise UsageError(f"reading Parquet needs pyarrow: {INSTALL_HINT}") from None
-    try:
-        return pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except Exception as exc:  # pyarrow raises several types for damaged or foreign files
-        raise InputError(f"cannot read Parquet ({first_line(exc)})", path) from None
+    """A ``pyarrow.parquet.ParquetFile`` for ``path`` (a URL's handle stays open with it), or a one-line error."""
+    return open_parquet_file(path)[0]
 
 
 def can_open_parquet(path: str) -> bool:

@@ -37,7 +37,7 @@ import common as c  # noqa: E402
 
 QEMU = "qemu-x86_64"
 QEMU_CPU = "EPYC-Milan"  # AMD Zen 3: the CPU the AVX2 figures of docs/BENCHMARKS.md were measured on
-FILES = ("portable", "vnni", "previous", "u8u8")
+FILES = ("unfused", "portable", "vnni", "previous", "u8u8")
 DOC = c.REPO / "docs" / "BENCHMARKS-avx2-emulated.md"
 K = 64  # inner dimension of the saturation probe
 

@@ -28,7 +28,7 @@ def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
 @click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="none", show_default=True,
               help="int8: dynamic int8 quantization (about a quarter of the size, faster on CPU), gated on accuracy.")
 @click.option("--quantize-config", type=click.Choice(QUANTIZE_CONFIGS),
-              help=f"int8 scheme [default: {DEFAULT_INT8_SCHEME}: fused, signed 7-bit per-channel weights, one file "
+              help=f"int8 scheme [default: {DEFAULT_INT8_SCHEME}: signed 7-bit per-channel weights, one file "
                    "fast and exact on every CPU]; docs/EXPORT.md compares them.")
 @click.option("--optimize", type=click.Choice(OPTIMIZE_LEVELS),
               help="optimum graph optimization level. O1/O2 fuse operators (checked exactly); O3 adds an approximate "

@@ -386,8 +386,9 @@ def _write_final(path: str, tmp_out: str, headers: HeaderMaker, quantization: Di
 def _fused(current: str, work: str, steps: _Steps, headers: HeaderMaker, sample: _Sample, limits: GateLimits,
            say: Echo) -> Tuple[str, ValidationReport]:
     """The transformer fusions of ``current``, checked exactly against PyTorch before quantizing."""
-    say("fusing attention, layer norms and GELU (onnxruntime transformer fusions)")
-    fused = _q.fuse_encoder(current, os.path.join(work, "fused.onnx"), steps.hf_config)
+    attention = steps.scheme is None or steps.scheme.fuse_attention
+    say(f"fusing {'attention, ' if attention else ''}layer norms and GELU (onnxruntime transformer fusions)")
+    fused = _q.fuse_encoder(current, os.path.join(work, "fused.onnx"), steps.hf_config, attention=attention)
     headers.provenance["fusion"] = {k: val for k, val in fused.items() if k != "path"}
     checked = os.path.join(work, "fused-checked.onnx")
     _write_final(str(fused["path"]), checked, headers, {"mode": "none"})

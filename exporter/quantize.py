@@ -9,16 +9,19 @@ int8 file suits"):
   signedness (``batch.cpus``): unsigned activations x signed weights (U8S8) run on
   dot-product instructions where the CPU has them (VNNI, AMX, ARM) and on VPMADDUBSW on
   AVX2, which saturates with full-range 8-bit weights; unsigned weights (U8U8) run on
-  slower widening kernels on x86. So the default scheme, ``portable``, writes signed
+  slower widening kernels on x86. So the default scheme, ``unfused``, writes signed
   7-bit weights (``reduce_range``), per output channel (which wins back the bit): the
   fast kernel on every CPU, and never a saturated sum, so the file computes on an AVX2
   machine what the gate checked here.
-* onnxruntime's transformer fusions (``onnxruntime.transformers.optimizer``: Attention,
-  SkipLayerNormalization, BiasGelu, EmbedLayerNormalization) run before quantizing, so
-  attention's projections become one quantized ``QAttention`` and layer norms and GELU
-  run fused. optimum's quantizer cannot type the fused ``com.microsoft`` operators
-  (onnx shape inference does not know them); onnxruntime's ``quantize_dynamic`` can,
-  told that an untyped tensor is float (``DefaultTensorType``).
+* The default graph is not fused first. onnxruntime's transformer fusions
+  (``onnxruntime.transformers.optimizer``: Attention, SkipLayerNormalization, BiasGelu)
+  before quantizing turn attention's projections into one ``QAttention``; measured side by
+  side on the same weights (``benchmarks/bench_int8.py``, docs/BENCHMARKS.md), the fused
+  file was no faster on GoEmotions-length texts and about 14% slower on tweet-length ones,
+  and fusing everything but attention was slower still. The fused schemes (``portable``,
+  ``vnni``) stay as options. optimum's quantizer cannot type the fused ``com.microsoft``
+  operators (onnx shape inference does not know them); onnxruntime's ``quantize_dynamic``
+  can, told that an untyped tensor is float (``DefaultTensorType``).
 * Optimization levels are optimum's ``O1``..``O4``; ``O4`` turns the graph into fp16,
   which only runs (and can only be checked) on a CUDA GPU.
 """
@@ -48,6 +51,7 @@ class Int8Scheme:
     per_channel: bool  # one scale per output channel of each weight matrix
     fuse: bool  # onnxruntime's transformer fusions before quantizing
     suits: str  # which CPUs run it fast and exactly, in words
+    fuse_attention: bool = True  # with fuse: attention as one (Q)Attention operator, or left as MatMuls
 
     def settings(self) -> Dict[str, Any]:
         """The header's record of the scheme (``ModelHeader.quantization``; read by ``batch.cpus.int8_note``)."""
@@ -55,21 +59,22 @@ class Int8Scheme:
             "mode": "int8", "method": "dynamic", "config": self.name,
             "weights_dtype": "QInt8" if self.weights == "int8" else "QUInt8", "activations_dtype": "QUInt8",
             "reduce_range": self.reduce_range, "per_channel": self.per_channel, "fused": self.fuse,
+            "fused_attention": self.fuse and self.fuse_attention,
             "tool": "onnxruntime.quantization.quantize_dynamic",
         }
 
 
 INT8_SCHEMES: Dict[str, Int8Scheme] = {s.name: s for s in (
-    Int8Scheme("portable", "int8", reduce_range=True, per_channel=True, fuse=True,
+    Int8Scheme("unfused", "int8", reduce_range=True, per_channel=True, fuse=False,
                suits="every CPU: the U8S8 kernels of AVX2, AVX-512, VNNI, AMX and ARM64, without saturation"),
+    Int8Scheme("portable", "int8", reduce_range=True, per_channel=True, fuse=True,
+               suits="every CPU, as unfused, after onnxruntime's transformer fusions (QAttention)"),
     Int8Scheme("vnni", "int8", reduce_range=False, per_channel=True, fuse=True,
                suits="CPUs with int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX, ARM64); may saturate on AVX2"),
-    Int8Scheme("unfused", "int8", reduce_range=True, per_channel=True, fuse=False,
-               suits="every CPU, as portable, for graphs the fusions do not know"),
     Int8Scheme("u8u8", "uint8", reduce_range=False, per_channel=False, fuse=False,
                suits="every CPU, exactly, but on onnxruntime's slower widening kernels on x86"),
 )}
-DEFAULT_INT8_SCHEME = "portable"
+DEFAULT_INT8_SCHEME = "unfused"
 QUANTIZE_CONFIGS = tuple(INT8_SCHEMES)
 
 
@@ -86,7 +91,7 @@ def fusable(hf_config: Mapping[str, Any]) -> bool:
     return str(hf_config.get("model_type", "")) in FUSABLE_MODEL_TYPES
 
 
-def fuse_encoder(src: str, dst: str, hf_config: Mapping[str, Any]) -> Dict[str, Any]:
+def fuse_encoder(src: str, dst: str, hf_config: Mapping[str, Any], attention: bool = True) -> Dict[str, Any]:
     """onnxruntime's transformer fusions of ``src`` into ``dst``; the fused operator counts.
 
     Python-level fusions only (``opt_level=0``): the file stays free of one machine's
@@ -100,9 +105,13 @@ def fuse_encoder(src: str, dst: str, hf_config: Mapping[str, Any]) -> Dict[str, 
                          f"{hf_config.get('model_type')!r}: use --quantize-config unfused")
     heads = int(hf_config.get("num_attention_heads") or hf_config.get("n_heads") or 0)
     hidden = int(hf_config.get("hidden_size") or hf_config.get("dim") or 0)
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    options = FusionOptions("bert")
+    options.enable_attention = attention
     with onnx_step("transformer fusions"):
         optimized = optimize_model(src, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
-                                   use_gpu=False)
+                                   use_gpu=False, optimization_options=options)
         counts = {op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n}
         optimized.save_model_to_file(dst)
     return {"tool": "onnxruntime.transformers.optimizer", "model_type": "bert", "fused_operators": counts,

@@ -210,20 +210,34 @@ def test_int8_export_with_labels_passes_the_gate(varied_checkpoint, varied_fp32,
     data = _write_wide_csv(tmp_path / "val.csv", texts, labels)
     result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8", validate_on=str(data))
     header = ModelHeader.from_metadata(_metadata(result.path))
-    # The default: one file for every CPU (signed 7-bit per-channel weights, fused graph).
+    # The default: one file for every CPU (signed 7-bit per-channel weights, the graph as exported).
     assert header.quantization == {
-        "mode": "int8", "method": "dynamic", "config": "portable", "weights_dtype": "QInt8",
-        "activations_dtype": "QUInt8", "reduce_range": True, "per_channel": True, "fused": True,
-        "tool": "onnxruntime.quantization.quantize_dynamic"}
-    fp32_check, fused_check, int8_check = header.provenance["validation"]
+        "mode": "int8", "method": "dynamic", "config": "unfused", "weights_dtype": "QInt8",
+        "activations_dtype": "QUInt8", "reduce_range": True, "per_channel": True, "fused": False,
+        "fused_attention": False, "tool": "onnxruntime.quantization.quantize_dynamic"}
+    fp32_check, int8_check = header.provenance["validation"]
     assert fp32_check["kind"] == "exact" and fp32_check["passed"]
-    assert fused_check["kind"] == "exact" and fused_check["passed"] and fused_check["variant"] == "fp32 fused"
-    assert header.provenance["fusion"]["fused_operators"]["Attention"] == 2  # one per layer
+    assert "fusion" not in header.provenance
     assert int8_check["kind"] == "lossy" and int8_check["passed"] and int8_check["rows"] == 120
     assert set(int8_check["metrics"]) == {"micro_f1", "macro_f1", "samples_jaccard"}
     assert result.size_bytes < os.path.getsize(varied_fp32.path)
     # The int8 file is a different graph: it answers close to, not exactly like, fp32.
-    assert 0 < result.reports[1].max_abs_diff < 0.2
+    assert 0 < result.reports[-1].max_abs_diff < 0.2
+
+
+def test_the_fused_scheme_checks_the_fusions_exactly_before_quantizing(varied_checkpoint, tmp_path):
+    from mlbert.exporter.export import export_model
+
+    said = []
+    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8",
+                          quantize_config="portable", echo=said.append)
+    header = ModelHeader.from_metadata(_metadata(result.path))
+    assert header.quantization["fused"] is True and header.quantization["fused_attention"] is True
+    fp32_check, fused_check, int8_check = header.provenance["validation"]
+    assert fused_check["kind"] == "exact" and fused_check["passed"] and fused_check["variant"] == "fp32 fused"
+    assert header.provenance["fusion"]["fused_operators"]["Attention"] == 2  # one per layer
+    assert int8_check["kind"] == "lossy" and int8_check["passed"]
+    assert any(line.startswith("fusing attention, layer norms and GELU") for line in said)
 
 
 def test_int8_gate_refuses_when_quantization_changes_decisions(varied_checkpoint, tmp_path):
@@ -266,7 +280,7 @@ def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_
     out = tmp_path / "m.onnx"
     code, _, err = _run_cli([varied_checkpoint, out, "--quantize", "int8", "--validate-on", data], capsys)
     assert code == 1
-    assert err.strip().splitlines()[-1].startswith(f"Error: {out}: not written: the int8 portable file micro-F1 drops by")
+    assert err.strip().splitlines()[-1].startswith(f"Error: {out}: not written: the int8 unfused file micro-F1 drops by")
     assert "FAIL" in err  # the table was printed
     assert not out.exists()
 
@@ -274,7 +288,7 @@ def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_
     code, stdout, err = _run_cli([varied_checkpoint, out, "--quantize", "int8", "--validate-on", data, "--force"], capsys)
     assert code == 0, err
     header = ModelHeader.from_metadata(_metadata(out))
-    assert [check["passed"] for check in header.provenance["validation"]] == [True, True, False]
+    assert [check["passed"] for check in header.provenance["validation"]] == [True, False]
     assert "micro-F1 drops" in header.provenance["validation"][-1]["forced_past"][0]
     assert "written anyway: --force" in err
 
@@ -326,13 +340,13 @@ def test_validate_on_file_with_other_labels_is_refused(varied_checkpoint, tmp_pa
 def test_int8_schemes_default_is_the_same_for_every_cpu():
     from mlbert.exporter.quantize import DEFAULT_INT8_SCHEME, INT8_SCHEMES, pick_int8_scheme
 
-    assert pick_int8_scheme(None).name == DEFAULT_INT8_SCHEME == "portable"
+    assert pick_int8_scheme(None).name == DEFAULT_INT8_SCHEME == "unfused"
     assert pick_int8_scheme("u8u8") is INT8_SCHEMES["u8u8"]
-    with pytest.raises(UsageError, match="--quantize-config 'avx512_vnni': use one of portable"):
+    with pytest.raises(UsageError, match="--quantize-config 'avx512_vnni': use one of unfused, portable"):
         pick_int8_scheme("avx512_vnni")
 
 
-@pytest.mark.parametrize("scheme", ["vnni", "unfused", "u8u8"])
+@pytest.mark.parametrize("scheme", ["vnni", "portable", "u8u8"])
 def test_every_int8_scheme_exports_a_file_its_header_describes(scheme, varied_checkpoint, tmp_path):
     """Each scheme's file passes the gate and records what batch.cpus needs to judge it."""
     import onnx
@@ -359,7 +373,8 @@ def test_graphs_the_fusions_do_not_know_are_quantized_unfused(varied_checkpoint,
 
     monkeypatch.setattr(quantize, "FUSABLE_MODEL_TYPES", ("roberta",))
     said = []
-    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8", echo=said.append)
+    result = export_model(str(varied_checkpoint), str(tmp_path / "int8.onnx"), quantize="int8",
+                          quantize_config="portable", echo=said.append)
     header = ModelHeader.from_metadata(_metadata(result.path))
     assert header.quantization["config"] == "portable" and header.quantization["fused"] is False
     assert "QAttention" not in {n.op_type for n in onnx.load(result.path).graph.node}
@@ -376,8 +391,8 @@ def test_optimize_o2_with_int8_is_quantized_after_the_fusions(varied_checkpoint,
     ops = {n.op_type for n in onnx.load(result.path).graph.node}
     assert "QAttention" in ops
     header = ModelHeader.from_metadata(_metadata(result.path))
-    assert header.provenance["optimization"]["level"] == "O2" and header.quantization["config"] == "portable"
-    assert result.reports[-1].variant == "int8 O2 portable" and not result.reports[-1].failures
+    assert header.provenance["optimization"]["level"] == "O2" and header.quantization["config"] == "unfused"
+    assert result.reports[-1].variant == "int8 O2 unfused" and not result.reports[-1].failures
 
 
 @pytest.mark.parametrize("flags,warned", [({"avx2", "fma"}, True), ({"avx2", "avx512f", "avx512bw", "avx512dq",

@@ -170,3 +170,42 @@ def test_a_url_without_fsspec_is_one_line_naming_the_extra(tmp_path, golden_mode
     result = run(["s3://bucket/in.csv"], golden_model)
     assert result.exit_code == 2
     assert result.stderr == "Error: s3://bucket/in.csv: object-storage URLs need fsspec: pip install 'mlbert[cloud]'\n"
+
+
+@pytest.mark.parametrize("store", ["s3", "http"])
+def test_ray_actors_read_a_parquet_object_themselves_with_the_local_engines_bytes(store, request, tmp_path,
+                                                                                  golden_model):
+    """The Ray engine on a Parquet object: every actor opens the URL itself (no "through the driver"
+    note), and the records are the local engine's for the same chunking. Ray starts inside the test,
+    after the store's credentials are in the environment, as a cron job's driver would have them.
+    http:// is a store pyarrow cannot open by itself: only fsspec (mlb's storage module) can."""
+    ray = pytest.importorskip("ray")
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    if ray.is_initialized():
+        ray.shutdown()
+    texts = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(60)]
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(60)], "text": texts}), tmp_path / "in.parquet",
+                   row_group_size=7)
+    server = None
+    if store == "s3":
+        url = _put(request.getfixturevalue("s3"), tmp_path / "in.parquet", "in/today.parquet")
+    else:
+        pytest.importorskip("aiohttp")
+        handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)  # noqa: E731
+        http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/in.parquet"
+    local, on_ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    try:
+        assert run([url, "-o", local, "--chunk-size", "10"], golden_model).exit_code == 0
+        result = run([url, "-o", on_ray, "--engine", "ray", "--ray-concurrency", "2", "--ray-batch-size", "10"],
+                     golden_model)
+    finally:
+        ray.shutdown()
+        if server is not None:
+            server.shutdown()
+    assert result.exit_code == 0, result.stderr
+    assert "through the driver" not in result.stderr and " scored rows: " in result.stderr, result.stderr
+    assert on_ray.read_bytes() == local.read_bytes() and len(records(local.read_text())) == 60
