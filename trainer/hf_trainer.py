@@ -103,25 +103,66 @@ class EvaluationProbabilities:
         return self.by_step.get(step) if step is not None else None
 
 
+class AveragedWeightsAndFileOrder:
+    """The parts of mlb-train's Trainer that need no torch at import: weight averaging and eval order.
+
+    Mixed in before ``transformers.Trainer`` by ``multilabel_trainer_class``: ``weight_average``
+    (a ``WeightAverage``) is swapped in for every evaluation and checkpoint, and evaluation and
+    prediction read rows in file order.
+    """
+
+    weight_average: Optional[WeightAverage] = None
+    resume_checkpoint: Optional[str] = None
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        self.resume_checkpoint = resume_from_checkpoint  # read by the averaging callback at train begin
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        average = self.weight_average
+        if average is None or not average.active:
+            return super().evaluate(*args, **kwargs)
+        with average.swapped_in(self.model):
+            return super().evaluate(*args, **kwargs)
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        average = self.weight_average
+        if average is None or not average.active:
+            return super().save_model(output_dir, _internal_call)
+        with average.swapped_in(self.model):
+            super().save_model(output_dir, _internal_call)
+        if output_dir and self.args.should_save:
+            average.save_training_weights(self.model, output_dir)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # With group_by_length=True, transformers 4.57 also draws *evaluation* batches
+        # with a randomised LengthGroupedSampler, so trainer.predict() returns rows in
+        # a shuffled order. Metrics computed inside evaluate() pair each prediction with
+        # its own label and look fine, but predictions compared with the split's labels
+        # (thresholds, metrics.json, eval_predictions.npz) would be misaligned. Length
+        # grouping is for training batches only: evaluate and predict in file order.
+        import torch
+
+        if eval_dataset is None:
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
+
 def multilabel_trainer_class():
     """A Trainer with mlb-train's loss, optional layer-wise rates and optional weight averaging.
 
     ``loss_settings`` and ``pos_weight`` choose the loss (``losses.multilabel_loss``);
     ``layer_lr_decay`` below 1 builds the optimizer from ``layer_lr.layerwise_parameter_groups``;
-    ``weight_average`` (a ``WeightAverage``) is swapped in for every evaluation and checkpoint.
-
-    Longer than 60 lines on purpose: it is one class body of short methods, defined inside a
-    function so that torch and transformers are imported only when training starts.
+    the rest comes from ``AveragedWeightsAndFileOrder``. Defined in a function so that torch and
+    transformers are imported only when training starts.
     """
     import torch
     from transformers import Trainer
 
-    class MultiLabelTrainer(Trainer):
+    class MultiLabelTrainer(AveragedWeightsAndFileOrder, Trainer):
         pos_weight: Optional["torch.Tensor"] = None
         loss_settings: LossSettings = LossSettings()
         layer_lr_decay: float = 1.0
-        weight_average: Optional[WeightAverage] = None
-        resume_checkpoint: Optional[str] = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
@@ -144,37 +185,6 @@ def multilabel_trainer_class():
             self.optimizer = optimizer_cls([{k: v for k, v in g.items() if k != "names"} for g in groups],
                                            **optimizer_kwargs)
             return self.optimizer
-
-        def train(self, resume_from_checkpoint=None, **kwargs):
-            self.resume_checkpoint = resume_from_checkpoint  # read by the averaging callback at train begin
-            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-
-        def evaluate(self, *args, **kwargs):
-            average = self.weight_average
-            if average is None or not average.active:
-                return super().evaluate(*args, **kwargs)
-            with average.swapped_in(self.model):
-                return super().evaluate(*args, **kwargs)
-
-        def save_model(self, output_dir=None, _internal_call=False):
-            average = self.weight_average
-            if average is None or not average.active:
-                return super().save_model(output_dir, _internal_call)
-            with average.swapped_in(self.model):
-                super().save_model(output_dir, _internal_call)
-            if output_dir and self.args.should_save:
-                average.save_training_weights(self.model, output_dir)
-
-        def _get_eval_sampler(self, eval_dataset):
-            # With group_by_length=True, transformers 4.57 also draws *evaluation* batches
-            # with a randomised LengthGroupedSampler, so trainer.predict() returns rows in
-            # a shuffled order. Metrics computed inside evaluate() pair each prediction with
-            # its own label and look fine, but predictions compared with the split's labels
-            # (thresholds, metrics.json, eval_predictions.npz) would be misaligned. Length
-            # grouping is for training batches only: evaluate and predict in file order.
-            if eval_dataset is None:
-                return None
-            return torch.utils.data.SequentialSampler(eval_dataset)
 
     MultiLabelTrainer.model_accepts_loss_kwargs = False
     return MultiLabelTrainer
