@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -99,16 +98,6 @@ def recipe_worker(args) -> Dict[str, Any]:
 # =========================================================================== orchestration
 
 
-def _shown(arg: str) -> str:
-    """An argument as the doc shows it: paths inside the repository relative to it, so the command reads
-    the same on every machine."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        return str(Path(arg).resolve().relative_to(root)) if os.path.isabs(arg) else arg
-    except ValueError:
-        return arg
-
-
 def run_training(work: Path, *, train_rows: int, epochs: float, eval_rows: int, data: Path = c.DATA_DIR,
                  timeout: float = 3600.0) -> Dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
@@ -142,7 +131,7 @@ def run_training(work: Path, *, train_rows: int, epochs: float, eval_rows: int, 
         "test": {k: float(m["test"]["at_0.5"][k]) for k, _ in KEYS + RANKING_KEYS},
         "test_tuned": {k: float(m["test"]["tuned"][k]) for k, _ in KEYS},
         "threshold_objective": m.get("threshold_objective"),
-        "command": "mlb-train " + " ".join(_shown(arg) for arg in cmd[3:]),
+        "command": "mlb-train " + " ".join(c.shown_path(arg) for arg in cmd[3:]),
     }
     c.log(f"  {results['runs']['mlb-train']['train_seconds']:.0f} s training")
     results["recipe_command"] = (f"python benchmarks/bench_training.py --worker --train-rows {train_rows} "

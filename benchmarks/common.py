@@ -137,6 +137,16 @@ def make_random_checkpoint(folder: Path, names: Sequence[str], seed: int = 0) ->
     return folder
 
 
+def shown_path(arg: str) -> str:
+    """An argument as a document shows it: an absolute path inside the repository relative to it, so a
+    command reads the same on every machine; anything else unchanged."""
+    arg = str(arg)
+    try:
+        return str(Path(arg).resolve().relative_to(REPO)) if os.path.isabs(arg) else arg
+    except ValueError:
+        return arg
+
+
 def export_onnx(checkpoint: Path, output: Path, quantize: str) -> Path:
     """``mlb-export CHECKPOINT OUTPUT --quantize MODE`` through the library (skipped if present)."""
     sys.path.insert(0, str(REPO))

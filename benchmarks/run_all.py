@@ -153,8 +153,8 @@ def render(results: Dict[str, Any]) -> str:
     out.append("\n## Models\n")
     out.append(f"- Checkpoint: `{models['checkpoint']}`" + ("" if models["trained"] else
                " (the packaged base model with a **random** 28-label head: speed runs only, no accuracy)") + ".")
-    out.append(f"- fp32 ONNX: `{_shown(models['fp32'])}` ({models['fp32_mb']:.1f} MB); int8 ONNX: "
-               f"`{_shown(models['int8'])}` "
+    out.append(f"- fp32 ONNX: `{c.shown_path(models['fp32'])}` ({models['fp32_mb']:.1f} MB); int8 ONNX: "
+               f"`{c.shown_path(models['int8'])}` "
                f"({models['int8_mb']:.1f} MB), both written by `mlb-export` (`mlbert.exporter.export.export_model`).")
     out.append("- Every inference contender runs this same model: PyTorch contenders load the checkpoint, optimum "
                "loads the fp32 file, mlb-batch loads the fp32 and int8 files.")
@@ -228,14 +228,6 @@ def summary(results: Dict[str, Any]) -> Dict[str, Any]:
                        if name in {key for key, _ in doc_sections.HEADLINE_ROWS}},
         "int8_file": results["models"].get("int8_scheme", "int8"),
     }
-
-
-def _shown(path: str) -> str:
-    """A path as the document shows it: relative to the repository when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(c.REPO))
-    except ValueError:
-        return str(path)
 
 
 def write_doc(results: Dict[str, Any], doc: Path) -> str:
@@ -367,8 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # Its table goes into this document only: docs/BENCHMARKS-ray.md is bench_ray's own, longer run.
         ray_run = c.run_child([sys.executable, str(c.REPO / "benchmarks" / "bench_ray.py"), "--model", str(models["int8"]),
                                "--rows", "3000"], timeout=1200)
-        shown = os.path.relpath(models["int8"], c.REPO)
-        results["ray"] = {"command": f"python benchmarks/bench_ray.py --model {shown} --rows 3000",
+        results["ray"] = {"command": f"python benchmarks/bench_ray.py --model {c.shown_path(models['int8'])} --rows 3000",
                           "table": ray_run["stdout"].strip(), "returncode": ray_run["rc"]}
 
     results["load_end"] = list(os.getloadavg())
