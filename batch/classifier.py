@@ -68,6 +68,11 @@ class Classifier:
         return self.model.threads
 
     @property
+    def streams(self) -> int:
+        """Batches scored at once (CPU), each on ``threads // streams`` threads."""
+        return self.model.streams
+
+    @property
     def notes(self) -> List[str]:
         """Lines about how the file suits this machine (e.g. an int8 file made for another CPU)."""
         return list(self.model.notes)
@@ -83,7 +88,7 @@ class Classifier:
 
     def __repr__(self) -> str:
         return (f"Classifier({self.model.where!r}, {len(self.label_names)} labels, {self.provider}, "
-                f"threads={self.threads}, token_budget={self.token_budget})")
+                f"threads={self.threads}, streams={self.streams}, token_budget={self.token_budget})")
 
     # -- scoring -----------------------------------------------------------------------
     def predict_proba(self, texts: Texts, *, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> np.ndarray:
@@ -128,13 +133,17 @@ class Classifier:
 
 
 def load(model: ModelSource, device: str = "auto", *, threads: Optional[int] = None,
-         token_budget: Optional[int] = None, thresholds: Optional[Thresholds] = None) -> Classifier:
+         token_budget: Optional[int] = None, thresholds: Optional[Thresholds] = None,
+         streams: Optional[int] = None) -> Classifier:
     """Open a model file written by ``mlb-export`` (a path, or the file's bytes).
 
     ``device``: ``auto`` (an accelerator when one starts, else the CPU), ``cpu`` or ``cuda``
     (fails with the reason when CUDA cannot start, never falls back silently). ``threads``:
-    CPU threads (default: the CPUs this process may use). ``token_budget``: padded tokens per
-    batch (default: 2048 on CPU, 65536 on CUDA). ``thresholds``: override the model's.
-    Raises ``mlbert.MlbError`` subclasses with one-line messages.
+    CPU threads (default: the CPUs this process may use). ``streams``: batches scored at once
+    on a CPU, sharing the threads (default: 2 from 2 threads on; the scores do not depend on
+    it). ``token_budget``: padded tokens per batch (default: 2048 on CPU, 65536 on CUDA).
+    ``thresholds``: override the model's. Raises ``mlbert.MlbError`` subclasses with one-line
+    messages.
     """
-    return Classifier(load_model(model, device, threads), token_budget=token_budget, thresholds=thresholds)
+    return Classifier(load_model(model, device, threads, streams), token_budget=token_budget,
+                      thresholds=thresholds)

@@ -129,6 +129,9 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
               help="cuda fails at once if the CUDA provider cannot start; auto uses it when it works.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="CPU threads (default: the CPUs this process may use, affinity and cgroup quota).")
+@click.option("--streams", type=click.IntRange(min=1), metavar="N",
+              help="Batches scored at once on a CPU, sharing the threads (default: 2 from 2 threads on); "
+                   "the output does not depend on it.")
 @click.option("--token-budget", type=click.IntRange(min=1), envvar="MLB_TOKEN_BUDGET", metavar="TOKENS",
               help=f"Padded tokens per batch (default: {token_budget_help()}). [env: MLB_TOKEN_BUDGET]")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=4096, show_default=True, metavar="ROWS",
@@ -157,7 +160,7 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary (errors are still printed).")
 def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str], header: Optional[bool],
         text_column: Optional[str], id_columns: tuple, output_format: Optional[str], thresholds: tuple,
-        top_k: Optional[int], scores: bool, device: str, threads: Optional[int], token_budget: Optional[int],
+        top_k: Optional[int], scores: bool, device: str, threads: Optional[int], streams: Optional[int], token_budget: Optional[int],
         chunk_size: int, resume: bool, redo: bool, engine: str, ray_address: Optional[str],
         ray_concurrency: Optional[int], ray_batch_size: Optional[int], staging_dir: Optional[str],
         report_json: Optional[str], report_prom: Optional[str], quiet: bool) -> int:
@@ -166,7 +169,7 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
     options = BatchOptions(
         input=inputs[0], output=output, model=model, format=format_, header=header, text_column=text_column,
         id_columns=id_columns, output_format=output_format, thresholds=thresholds, top_k=top_k, scores=scores,
-        device=device, threads=threads, token_budget=token_budget, chunk_size=chunk_size, resume=resume,
+        device=device, threads=threads, streams=streams, token_budget=token_budget, chunk_size=chunk_size, resume=resume,
         staging_dir=staging_dir,
     )
     if threads:

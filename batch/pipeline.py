@@ -54,6 +54,7 @@ class BatchOptions:
     scores: bool = True
     device: str = "auto"
     threads: Optional[int] = None
+    streams: Optional[int] = None
     token_budget: Optional[int] = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     resume: bool = False
@@ -247,7 +248,7 @@ class BatchJob:
         """Load the model and run a warm-up batch before anything is opened for writing."""
         self._check_options()
         o = self.options
-        classifier = load(o.model, o.device, threads=o.threads, token_budget=o.token_budget)
+        classifier = load(o.model, o.device, threads=o.threads, streams=o.streams, token_budget=o.token_budget)
         classifier.warm_up()
         classifier.thresholds = parse_thresholds(o.thresholds, classifier.label_names, classifier.thresholds)
         self.summary.provider = classifier.provider

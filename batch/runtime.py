@@ -7,7 +7,9 @@ This is the only module that imports onnxruntime. Why it is careful:
   ``session.get_providers()`` after creation and fails with the reason instead.
 * pip-installed NVIDIA wheels (``nvidia-cublas-cu13`` ...) are not on the loader path;
   ``onnxruntime.preload_dlls()`` loads them when they are present.
-* threads follow the CPUs this process may really use (``cpus.available_cpus``).
+* threads follow the CPUs this process may really use (``cpus.available_cpus``), and on a
+  CPU they run as *streams*: batches scored at once, each on its own share of the threads
+  (``cpu_streams``).
 
 Execution providers are rows of ``providers.PROVIDERS``: ``--device`` takes its choices
 from it, ``auto`` tries the accelerators in table order and falls back to the CPU.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -90,6 +93,7 @@ class LoadedModel:
     provider: str
     threads: int
     input_dtypes: Dict[str, type]
+    streams: int = 1  # batches run at once, each on threads // streams intra-op threads (CPU only)
     where: str = "model file"  # the path, for messages
     # One line each about how the file suits this machine (an int8 file made for another CPU).
     notes: List[str] = field(default_factory=list)
@@ -210,7 +214,28 @@ def _read_header(session: Any, where: str) -> Tuple[ModelHeader, Dict[str, type]
     return header, dtypes
 
 
-def load_model(source: Optional[ModelSource], device: str = "auto", threads: Optional[int] = None) -> LoadedModel:
+def cpu_streams(threads: int, streams: Optional[int] = None) -> int:
+    """How many batches a CPU session scores at once (each on ``threads // streams`` threads).
+
+    Why not one batch on all the threads: onnxruntime splits every operator of a batch (about
+    200 of them in a 6-layer encoder) across its threads, which meet after each one, and the
+    operators too small to split leave the other cores idle. Two streams, each a whole batch
+    on its own half of the threads, keep every core busy with no meeting between operators;
+    the batches are the same, so are the scores, to the bit. Measured on 2 cores in
+    docs/BENCHMARKS.md ("Streams"); more than two streams on larger machines is for the user
+    to measure (``--streams``).
+    """
+    if streams is not None:
+        if streams < 1:
+            raise UsageError(f"--streams must be at least 1, not {streams}")
+        if streams > threads:
+            raise UsageError(f"--streams {streams} is more than the {threads} threads it would share")
+        return streams
+    return 2 if threads >= 2 else 1
+
+
+def load_model(source: Optional[ModelSource], device: str = "auto", threads: Optional[int] = None,
+               streams: Optional[int] = None) -> LoadedModel:
     """Open a model file (or its bytes) on ``device`` and read its mlb header; never fall back silently."""
     where = _check_source(source)
     if device not in DEVICES:
@@ -218,13 +243,15 @@ def load_model(source: Optional[ModelSource], device: str = "auto", threads: Opt
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be at least 1, not {threads}")
     threads = threads or available_cpus()
+    cpu_stream_count = 1 if device == "cuda" else cpu_streams(threads, streams)
     assert source is not None
-    session = _open_session(source, where, device, threads)
+    session = _open_session(source, where, device, threads // cpu_stream_count)
     header, dtypes = _read_header(session, where)
     provider = session.get_providers()[0]
     note = int8_note(header.quantization) if provider == CPU else None
     return LoadedModel(session=session, header=header, provider=provider, threads=threads,
-                       input_dtypes=dtypes, where=where, notes=[f"{where}: {note}"] if note else [])
+                       input_dtypes=dtypes, where=where, notes=[f"{where}: {note}"] if note else [],
+                       streams=cpu_stream_count if provider == CPU else 1)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -237,7 +264,8 @@ class Predictor:
     """Texts in, per-label probabilities out, in the order given.
 
     Encodes the texts in one call, sorts them by token length, runs token-budget
-    batches with a few padded lengths, and scatters the results back to input order.
+    batches with a few padded lengths (``model.streams`` of them at once), and scatters
+    the results back to input order.
     """
 
     def __init__(
@@ -261,6 +289,9 @@ class Predictor:
         self.num_labels = len(model.header.label_names)
         self._run = model.session.run
         self._output = [model.header.output_name]
+        # onnxruntime releases the GIL in run(), and one session may run several batches at once.
+        self._streams = (ThreadPoolExecutor(model.streams, thread_name_prefix="mlb-stream")
+                         if model.streams > 1 else None)
 
     @property
     def provider(self) -> str:
@@ -290,9 +321,17 @@ class Predictor:
         out = np.empty((n, self.num_labels), dtype=np.float32)
         if n == 0:
             return out
-        for index in make_batches(chunk.lengths, self.token_budget, self.header.max_length, self.multiple, self.max_rows):
+
+        def score(index: np.ndarray) -> None:  # batches hold disjoint rows: no two write the same one
             padded = int(bucket_lengths(chunk.lengths[index].max(keepdims=True), self.header.max_length, self.multiple)[0])
             out[index] = sigmoid(self.logits_for(chunk.batch(index, padded)))
+
+        batches = make_batches(chunk.lengths, self.token_budget, self.header.max_length, self.multiple, self.max_rows)
+        if self._streams is None or len(batches) < 2:
+            for index in batches:
+                score(index)
+        else:
+            list(self._streams.map(score, batches))  # re-raises the first batch's error
         return out
 
     def predict(self, texts: List[str]) -> np.ndarray:

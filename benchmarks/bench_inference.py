@@ -49,6 +49,11 @@ CONTENDERS: Dict[str, Dict[str, Any]] = {
     "optimum-64": {"title": "optimum ORTModel fp32 in pipeline, batch 64", "slow": True, "batch": 64},
     "mlb-batch-fp32": {"title": "mlb-batch fp32", "slow": False, "big": True},
     "mlb-batch-int8": {"title": "mlb-batch int8", "slow": False, "big": True},
+    # mlb-batch as it ran before streams: one batch at a time on all the threads (runtime.cpu_streams).
+    "mlb-batch-fp32-1stream": {"title": "mlb-batch fp32, one stream (before)", "slow": False, "aux": True,
+                               "model": "fp32", "args": ["--streams", "1"]},
+    "mlb-batch-int8-1stream": {"title": "mlb-batch int8, one stream (before)", "slow": False, "aux": True,
+                               "model": "int8", "args": ["--streams", "1"]},
     "mlb-model-fp32": {"title": "mlb model only fp32 (pre-tokenized, no I/O)", "slow": False, "aux": True},
     "mlb-model-int8": {"title": "mlb model only int8 (pre-tokenized, no I/O)", "slow": False, "aux": True},
     # What-if for batch/bucketing.py: the same model-only run with padded lengths rounded to
@@ -225,7 +230,7 @@ def contender_command(name: str, data: Path, out: Path, paths: Dict[str, Path]) 
         return me + ["--worker", "mlb-model", "--onnx", str(paths[quant]), "--input", str(data),
                      "--output", str(out), "--multiple", str(spec.get("multiple", 0))]
     if name.startswith("mlb-batch-"):
-        return mlb_batch_command(paths[name.rsplit("-", 1)[1]], data, out)
+        return mlb_batch_command(paths[spec.get("model", name.rsplit("-", 1)[1])], data, out) + spec.get("args", [])
     raise ValueError(name)
 
 

@@ -535,3 +535,16 @@ def test_headerless_file_text_column_detected_and_positions_accepted(tmp_path, g
     wrong = tmp_path / "wrong.jsonl"
     run([str(path), "-m", str(golden_model), "-o", str(wrong), "--text-column", "2", "--id-column", "3"])
     assert wrong.read_text() != out.read_text()
+
+
+def test_streams_option_same_output_and_a_clear_refusal(tmp_path, golden_model):
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(TEXTS * 10) + "\n")
+    common = [str(path), "--device", "cpu", "--threads", "2", "--token-budget", "64"]
+    one = run(common + ["--streams", "1"], golden_model)
+    two = run(common + ["--streams", "2"], golden_model)
+    assert one.exit_code == two.exit_code == 0
+    assert two.stdout == one.stdout and len(records(two.stdout)) == len(TEXTS) * 10
+    refused = run(common + ["--streams", "3"], golden_model)
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == "Error: --streams 3 is more than the 2 threads it would share"

@@ -8,7 +8,9 @@ from conftest import damaged_model_files
 from mlbert.batch.encoder import Encoder
 from mlbert.batch.errors import MlbError, ModelFileError, UsageError
 from mlbert.batch.cpus import available_cpus, cgroup_cpu_quota
-from mlbert.batch.runtime import Predictor, load_model, sigmoid
+import threading
+
+from mlbert.batch.runtime import Predictor, cpu_streams, load_model, sigmoid
 
 TEXTS = [
     "i am so happy today !",
@@ -52,6 +54,39 @@ def test_bucketed_results_equal_one_by_one_in_input_order(golden_model):
     np.testing.assert_allclose(big, singles, atol=1e-5)
     # The rows really differ, so an order mix-up could not pass unnoticed.
     assert np.abs(singles[0] - singles[1]).max() > 0.05
+
+
+def test_two_streams_run_batches_at_once_and_give_the_same_bits(golden_model):
+    """Streams change when batches run, not what is in them: the scores are equal to the bit."""
+    texts = TEXTS * 8
+    one = load_model(str(golden_model), "cpu", threads=1)
+    two = load_model(str(golden_model), "cpu", threads=2)
+    assert (one.streams, two.streams) == (1, 2)
+    expected = Predictor(one, token_budget=64).predict(texts)
+    streamed = Predictor(two, token_budget=64)
+    meeting = threading.Barrier(2, timeout=10)  # broken unless two batches are inside run() together
+    inside = streamed._run
+
+    def run_together(*args):
+        if not meeting.broken:
+            meeting.wait()
+        return inside(*args)
+
+    streamed._run = run_together
+    got = streamed.predict(texts)
+    assert not meeting.broken
+    assert got.tobytes() == expected.tobytes()
+    assert np.abs(expected[0] - expected[1]).max() > 0.05  # rows differ: an order mix-up would show
+
+
+def test_stream_count_defaults_and_limits(golden_model):
+    assert [cpu_streams(t) for t in (1, 2, 3, 16)] == [1, 2, 2, 2]
+    assert cpu_streams(4, 4) == 4
+    with pytest.raises(UsageError, match="--streams 3 is more than the 2 threads"):
+        cpu_streams(2, 3)
+    with pytest.raises(UsageError, match="at least 1"):
+        load_model(str(golden_model), "cpu", threads=2, streams=0)
+    assert load_model(str(golden_model), "cpu", threads=2, streams=1).streams == 1
 
 
 def test_truncation_to_the_models_max_length(golden_model):
