@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import sys
 import time
@@ -288,7 +289,9 @@ def run_int8(checkpoint: Path, fp32: Path, work: Path, *, data_dir: Path = c.DAT
     lengths = {k: bi.token_lengths(fp32, v)[0] for k, v in sets.items()}
     label_names = data_dir / "emotions.txt"
     results: Dict[str, Any] = {
-        "cpu": CpuFeatures.here().int8_path, "keys": list(keys), "default": DEFAULT,
+        # benchmarks/force_avx2.py runs this with onnxruntime held to its AVX2 kernels: judge by that kind.
+        "cpu": os.environ.get("MLB_BENCH_FORCED_INT8_PATH") or CpuFeatures.here().int8_path,
+        "forced": bool(os.environ.get("MLB_BENCH_FORCED_INT8_PATH")), "keys": list(keys), "default": DEFAULT,
         "files": {k: {"path": str(p), "mb": p.stat().st_size / 1e6} for k, p in paths.items() if k in keys},
         "sets": {k: {"path": str(v), "rows": int(len(lengths[k])), "mean_tokens": float(lengths[k].mean())}
                  for k, v in sets.items()},
@@ -440,15 +443,34 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-accuracy", action="store_true", help="speed and profile only (e.g. a random head)")
     p.add_argument("--no-pipeline", action="store_true")
     p.add_argument("--json", type=Path, help="write the raw results here")
+    p.add_argument("--doc", type=Path, help="write the tables as a document (machine, command, targets) here")
     a = p.parse_args(argv)
     keys = ["fp32"] + [k for k in a.candidates.split(",") if k and k != "fp32"]
     results = run_int8(a.checkpoint, a.fp32, a.work, repeats=a.repeats, keys=keys, trained=not a.no_accuracy,
                        rows=a.rows, pipeline=not a.no_pipeline)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
-    print(report(results))
-    print(c.md_table(["target", "measured", "status"], targets(results)))
+    text = report(results) + "\n" + c.md_table(["target", "measured", "status"], targets(results))
+    print(text)
+    if a.doc:
+        a.doc.write_text(document(results, text, argv if argv is not None else sys.argv[1:]), encoding="utf-8")
+        c.log(f"wrote {c.shown_path(str(a.doc))}")
     return 0
+
+
+def document(results: Dict[str, Any], text: str, argv: Sequence[str]) -> str:
+    """The report as a stand-alone page: what ran it, on which machine, with which kernels."""
+    m = c.machine_info()
+    flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx2", "fma") if m.get(f))
+    command = " ".join(["python benchmarks/bench_int8.py", *[c.shown_path(x) for x in argv]])
+    if results.get("forced"):
+        command = f"python benchmarks/force_avx2.py -- {command}"
+    kernels = (f"onnxruntime and PyTorch held to their **{results['cpu']}** kernels by `benchmarks/force_avx2.py` "
+               "(the same cores, clocks and caches; other kernels)" if results.get("forced")
+               else f"int8 kernel path `{results['cpu']}`")
+    return (f"# int8 schemes side by side: {kernels}\n\n"
+            f"Written by `{command}`, finished {m['date']}, in {results['elapsed_s'] / 60:.1f} minutes, on {m['cpu']} "
+            f"(family {m['cpu_family']}, model {m['cpu_model']}), {m['cores']} cores, flags {flags}.\n\n" + text + "\n")
 
 
 if __name__ == "__main__":
