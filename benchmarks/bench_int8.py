@@ -461,7 +461,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 def document(results: Dict[str, Any], text: str, argv: Sequence[str]) -> str:
     """The report as a stand-alone page: what ran it, on which machine, with which kernels."""
     m = c.machine_info()
-    flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx2", "fma") if m.get(f))
     command = " ".join(["python benchmarks/bench_int8.py", *[c.shown_path(x) for x in argv]])
     if results.get("forced"):
         command = f"python benchmarks/force_avx2.py -- {command}"
@@ -469,8 +468,8 @@ def document(results: Dict[str, Any], text: str, argv: Sequence[str]) -> str:
                "(the same cores, clocks and caches; other kernels)" if results.get("forced")
                else f"int8 kernel path `{results['cpu']}`")
     return (f"# int8 schemes side by side: {kernels}\n\n"
-            f"Written by `{command}`, finished {m['date']}, in {results['elapsed_s'] / 60:.1f} minutes, on {m['cpu']} "
-            f"(family {m['cpu_family']}, model {m['cpu_model']}), {m['cores']} cores, flags {flags}.\n\n" + text + "\n")
+            f"Written by `{command}`, finished {m['date']}, in {results['elapsed_s'] / 60:.1f} minutes, on "
+            f"{c.machine_line(m)}.\n\n" + text + "\n")
 
 
 if __name__ == "__main__":

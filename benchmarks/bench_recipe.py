@@ -282,11 +282,10 @@ def timing_table(results: List[Dict[str, Any]], variants: Sequence[str]) -> str:
 
 def render(mode: str, results: List[Dict[str, Any]], variants: Sequence[str], datasets: Sequence[str],
            machine: Dict[str, Any], command: str) -> str:
-    flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx2", "fma") if machine.get(f))
+    written = f"Written by `{command}`, finished {machine['date']}, on {c.machine_line(machine)}"
     if mode == "timing":
         return "\n".join([
-            f"Written by `{command}`, finished {machine['date']}, on {machine['cpu']} (family {machine['cpu_family']}, "
-            f"model {machine['cpu_model']}), {machine['cores']} cores, flags {flags}.",
+            f"{written}.",
             "",
             f"{TIMING_STEPS} training steps of each variant on GoEmotions (batch 32, the first 64 dev/test rows for the "
             "one evaluation), rounds alternating the variants; seconds per epoch = training seconds / epochs run:",
@@ -294,9 +293,7 @@ def render(mode: str, results: List[Dict[str, Any]], variants: Sequence[str], da
             timing_table(results, variants),
         ])
     lines = [
-        f"Written by `{command}`, finished {machine['date']}, on {machine['cpu']} (family {machine['cpu_family']}, "
-        f"model {machine['cpu_model']}), {machine['cores']} cores, flags {flags}; torch "
-        f"{machine['versions'].get('torch')}, transformers {machine['versions'].get('transformers')}.",
+        f"{written}; torch {machine['versions'].get('torch')}, transformers {machine['versions'].get('transformers')}.",
         "",
         "Variants (flags added to the protocol's command):",
         "",

@@ -77,11 +77,9 @@ def run_condition(condition: str, models: Dict[str, Path], data: Path, work: Pat
 
 
 def report(results: Dict[str, Any], rows: int, machine: Dict[str, Any], command: str) -> str:
-    flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx2", "fma") if machine.get(f))
     lines = [
         "# mlb-batch: one stream against two, on an idle and on a busy CPU\n",
-        f"Written by `{command}`, finished {machine['date']}, on {machine['cpu']} (family {machine['cpu_family']}, "
-        f"model {machine['cpu_model']}), {machine['cores']} cores, flags {flags}.\n",
+        f"Written by `{command}`, finished {machine['date']}, on {c.machine_line(machine)}.\n",
         f"Input: GoEmotions test ({rows:,} rows), whole `mlb-batch` processes; rows/s from each run's summary line "
         "(read, tokenize, score, write), median of the runs, each run's figure in brackets. `--streams 1` is how "
         "mlb-batch ran before (one batch at a time, split across all the threads); `--streams 2` is the default "

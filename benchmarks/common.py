@@ -324,6 +324,12 @@ def machine_info() -> Dict[str, Any]:
     }
 
 
+def machine_line(m: Dict[str, Any]) -> str:
+    """The machine as a benchmark document names it: CPU model, family and model numbers, cores, SIMD flags."""
+    flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx2", "fma") if m.get(f))
+    return f"{m['cpu']} (family {m['cpu_family']}, model {m['cpu_model']}), {m['cores']} cores, flags {flags}"
+
+
 def cpu_peaks(machine: Dict[str, Any]) -> Dict[str, Any]:
     """Peak arithmetic rates of this CPU, with the derivation spelled out.
 
