@@ -151,9 +151,14 @@ def scores(out: Path) -> Dict[str, Any]:
     return row
 
 
+def run_folder(mode: str, ds_name: str, name: str, seed: int) -> Path:
+    """Where one (dataset, variant, seed) run of a mode writes its model and metrics."""
+    return RUNS_DIR / mode / ds_name / name / f"seed{seed}"
+
+
 def run_one(mode: str, ds_name: str, name: str, seed: int, lock: Optional[str], rerun: bool) -> Dict[str, Any]:
     """One (dataset, variant, seed) run: trained unless finished already; its row of figures."""
-    out = RUNS_DIR / mode / ds_name / name / f"seed{seed}"
+    out = run_folder(mode, ds_name, name, seed)
     command = train_command(name, DATASETS[ds_name], VARIANTS[name], mode, seed, out)
     if rerun or not (out / "metrics.json").exists():
         c.log(f"{mode} {ds_name} {name} seed {seed}: {' '.join(command)}")
@@ -181,7 +186,7 @@ def run_study(mode: str, datasets: Sequence[str], variants: Sequence[str], lock:
     for ds_name in [d for d in DATASETS if d in datasets]:
         for seed in SEEDS[mode]:
             for name in variants:
-                done = (RUNS_DIR / mode / ds_name / name / f"seed{seed}" / "metrics.json").exists()
+                done = (run_folder(mode, ds_name, name, seed) / "metrics.json").exists()
                 if name in alive or done:
                     results.append(run_one(mode, ds_name, name, seed, lock, rerun and name in alive))
         if mode == "full" and not every_run and "baseline" in variants:
