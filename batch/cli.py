@@ -14,11 +14,11 @@ from typing import Any, Dict, List, Optional
 
 import click
 
-from . import __version__
-from .cli_common import MlbCommand, Stopped
-from .errors import ExitCode, MlbError, UsageError, first_line
-from .formats import format_names
-from .providers import DEVICES, token_budget_help
+from mlbert import __version__
+from mlbert.cli_common import MlbCommand, Stopped
+from mlbert.errors import ExitCode, MlbError, UsageError, first_line
+from mlbert.io.formats import format_names
+from mlbert.runtime.providers import DEVICES, token_budget_help
 
 
 class _Progress:
@@ -164,7 +164,7 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
         chunk_size: int, resume: bool, redo: bool, engine: str, ray_address: Optional[str],
         ray_concurrency: Optional[int], ray_batch_size: Optional[int], staging_dir: Optional[str],
         report_json: Optional[str], report_prom: Optional[str], quiet: bool) -> int:
-    from .pipeline import BatchOptions
+    from mlbert.batch.pipeline import BatchOptions
 
     options = BatchOptions(
         input=inputs[0], output=output, model=model, format=format_, header=header, text_column=text_column,
@@ -209,7 +209,7 @@ class _Reports:
 
     def __init__(self, json_path: Optional[str], prom_path: Optional[str], inputs: tuple, output: str,
                  model: Optional[str]):
-        from .storage import is_url
+        from mlbert.io.storage import is_url
 
         self.paths = (json_path, prom_path)
         self.where = dict(inputs=list(inputs), output=output, model=model, started=time.time())
@@ -233,7 +233,7 @@ class _Reports:
             code, status, message = ExitCode.FAILURE, "failed", first_line(exc)
         summary = getattr(job, "result", None) or getattr(job, "summary", None)
         if summary is None:  # stopped before a job existed (no input matched, an option refused)
-            from .pipeline import Summary
+            from mlbert.batch.pipeline import Summary
 
             summary = Summary(output=self.where["output"])
         try:
@@ -244,7 +244,7 @@ class _Reports:
     def _write(self, job: Any, summary: Any, code: int, status: str, error: Optional[str]) -> None:
         if not any(self.paths):
             return
-        from .report import build_report, run_facts, write_json_report, write_prometheus
+        from mlbert.batch.run_report import build_report, run_facts, write_json_report, write_prometheus
 
         report = build_report(run_facts(job, summary, exit_code=int(code), status=status, error=error, **self.where))
         json_path, prom_path = self.paths
@@ -262,8 +262,8 @@ def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional
                  ray_concurrency: Optional[int], ray_batch_size: Optional[int], redo: bool, quiet: bool,
                  made: List[Any]) -> Any:
     """One BatchJob for one input -> FILE/stdout; an InboxRun for an output folder. Ray jobs go into ``made``."""
-    from .inbox import InboxRun, plan
-    from .pipeline import BatchJob
+    from mlbert.batch.inbox import InboxRun, plan
+    from mlbert.batch.pipeline import BatchJob
 
     if engine != "ray" and (ray_address or ray_concurrency or ray_batch_size):
         given = [n for n, v in (("--ray-concurrency", ray_concurrency), ("--ray-batch-size", ray_batch_size)) if v]
@@ -272,7 +272,7 @@ def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional
 
     def make_job(job_options: Any) -> Any:
         if engine == "ray":
-            from .ray_engine import RayBatchJob, RayOptions
+            from mlbert.batch.ray.engine import RayBatchJob, RayOptions
 
             made.append(RayBatchJob(job_options, RayOptions(ray_address, ray_concurrency, ray_batch_size)))
             return made[-1]

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-from . import __version__
-from .storage import is_url, sha256_ends
-from .storage import stat as storage_stat
+from mlbert import __version__
+from mlbert.io.storage import is_url, sha256_ends
+from mlbert.io.storage import stat as storage_stat
 
 # A file is identified by its path, size, modification time and the SHA-256 of its first
 # and last MiB: cheap on a file of many GB, and a changed or replaced file is noticed.

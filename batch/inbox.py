@@ -25,13 +25,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import storage
-from .errors import ExitCode, MlbError, OutputLocked, UsageError, raise_errors
-from .formats import FORMATS, main_extensions, output_format, readable_by_name
-from .fingerprint import job_fingerprint
-from .pipeline import BatchJob, BatchOptions, ProgressCallback, Summary
-from .report import Tally
-from .writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX
+from mlbert.io import storage
+from mlbert.errors import ExitCode, MlbError, OutputLocked, UsageError, raise_errors
+from mlbert.io.formats import FORMATS, main_extensions, output_format, readable_by_name
+from mlbert.batch.fingerprint import job_fingerprint
+from mlbert.batch.pipeline import BatchJob, BatchOptions, ProgressCallback, Summary
+from mlbert.batch.run_report import Tally
+from mlbert.io.writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX
 
 DONE_SUFFIX = ".done"
 DONE_VERSION = 1

@@ -19,15 +19,15 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from . import columns
-from .fingerprint import job_fingerprint
-from .errors import InputError, UsageError
-from .readers import Row, Table, open_table
-from .classifier import DEFAULT_CHUNK_SIZE, Classifier, load
-from .formats import output_format
-from .report import Tally
-from .storage import READ_ONLY_SCHEMES, location_key, scheme
-from .writers import ROW_ID, ChunkResult, OutputFile, OutputLock, make_formatter
+from mlbert.io import columns
+from mlbert.batch.fingerprint import job_fingerprint
+from mlbert.errors import InputError, UsageError
+from mlbert.io.readers import Row, Table, open_table
+from mlbert.runtime.classifier import DEFAULT_CHUNK_SIZE, Classifier, load
+from mlbert.io.formats import output_format
+from mlbert.batch.run_report import Tally
+from mlbert.io.storage import READ_ONLY_SCHEMES, location_key, scheme
+from mlbert.io.writers import ROW_ID, ChunkResult, OutputFile, OutputLock, make_formatter
 
 # Rows read ahead to decide which column holds the text (they are still processed in order).
 SAMPLE_ROWS = 64
@@ -362,7 +362,7 @@ def _finisher(fmt: str) -> Optional[Callable[[str, str], None]]:
     """What turns the finished partial file into the output: Parquet's conversion, else nothing."""
     if fmt != "parquet":
         return None
-    from .parquet_output import write_parquet
+    from mlbert.io.parquet_output import write_parquet
 
     return write_parquet
 

@@ -47,8 +47,8 @@ def make_models(folder: Path, labels_file: Optional[Path]) -> Dict[str, Path]:
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from mlbert.batch.modelfile import CheckpointConfig, ModelHeader, attach_header
-    from mlbert.batch.preprocess import Preprocessing
+    from mlbert.modelfile import CheckpointConfig, ModelHeader, attach_header
+    from mlbert.preprocess import Preprocessing
 
     folder.mkdir(parents=True, exist_ok=True)
     if labels_file and labels_file.exists():

@@ -56,7 +56,7 @@ CONTENDERS: Dict[str, Dict[str, Any]] = {
                                "model": "int8", "args": ["--streams", "1"]},
     "mlb-model-fp32": {"title": "mlb model only fp32 (pre-tokenized, no I/O)", "slow": False, "aux": True},
     "mlb-model-int8": {"title": "mlb model only int8 (pre-tokenized, no I/O)", "slow": False, "aux": True},
-    # What-if for batch/bucketing.py: the same model-only run with padded lengths rounded to
+    # What-if for mlbert/runtime/bucketing.py: the same model-only run with padded lengths rounded to
     # multiples of 1 (each batch padded to its longest row) instead of DEFAULT_MULTIPLE.
     "mlb-model-int8-m1": {"title": "mlb model only int8, bucket multiple 1 (what-if)", "slow": False, "aux": True,
                           "multiple": 1},
@@ -70,7 +70,7 @@ _SUMMARY_RE = re.compile(r"mlb-batch: (\d+) rows, (\d+) errors, ([0-9.]+) s,")
 
 
 def _threads() -> int:
-    from mlbert.batch.cpus import available_cpus
+    from mlbert.runtime.cpus import available_cpus
 
     return available_cpus()
 
@@ -181,10 +181,10 @@ def worker_mlb_model(args) -> Dict[str, Any]:
     """mlb's model time alone: the texts are read and tokenized first (timed apart), then only
     the bucketed onnxruntime batches are timed, chunk by chunk exactly as mlb-batch runs them."""
     from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
-    from mlbert.batch.providers import default_token_budget
-    from mlbert.batch.runtime import Predictor, load_model
+    from mlbert.runtime.providers import default_token_budget
+    from mlbert.runtime.session import Predictor, load_model
 
-    from mlbert.batch.bucketing import DEFAULT_MULTIPLE
+    from mlbert.runtime.bucketing import DEFAULT_MULTIPLE
 
     loaded = load_model(str(args.onnx), device="cpu")
     predictor = Predictor(loaded, default_token_budget(loaded.provider), multiple=args.multiple or DEFAULT_MULTIPLE)
@@ -281,7 +281,7 @@ def token_lengths(fp32: Path, source: Path) -> "Any":
     """Real tokens per row of ``source`` as mlb reads it (header tokenizer, preprocessing, truncation)."""
     import numpy as np
 
-    from mlbert.batch.encoder import Encoder
+    from mlbert.runtime.encoder import Encoder
 
     header = c.read_header(fp32)
     encoder = Encoder(header)
@@ -294,7 +294,7 @@ def computed_tokens(name: str, lengths, max_length: int) -> int:
     """Positions the contender's batches compute (real tokens plus padding), replayed from its batching."""
     import numpy as np
 
-    from mlbert.batch.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
+    from mlbert.runtime.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
     from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
 
     lengths = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
@@ -323,7 +323,7 @@ def padding_alternatives(lengths, max_length: int) -> List[Dict[str, Any]]:
     """
     import numpy as np
 
-    from mlbert.batch.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
+    from mlbert.runtime.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
     from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
 
     lengths = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
@@ -419,7 +419,7 @@ def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows:
 
 def report(results: Dict[str, Any], peaks: Dict[str, Any]) -> str:
     """Markdown: throughput and memory, distance to the limit, targets."""
-    from mlbert.batch.bucketing import DEFAULT_MULTIPLE
+    from mlbert.runtime.bucketing import DEFAULT_MULTIPLE
 
     out: List[str] = []
     flops = results["flops"]

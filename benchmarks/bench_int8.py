@@ -80,7 +80,7 @@ def build_candidates(fp32: Path, checkpoint: Path, folder: Path, keys: Sequence[
     """Every candidate file from ``fp32`` (the exporter's steps; headers copied from the fp32 file)."""
     import onnx
 
-    from mlbert.batch.modelfile import attach_header
+    from mlbert.modelfile import attach_header
     from mlbert.exporter import quantize as q
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def quantize_static_qdq(fp32: Path, out: Path, data_dir: Path) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    from mlbert.batch.encoder import Encoder
+    from mlbert.runtime.encoder import Encoder
 
     header = c.read_header(fp32)
     encoder = Encoder(header)
@@ -178,7 +178,7 @@ def tweet_length_set(fp32: Path, data_dir: Path, folder: Path, min_tokens: int =
     """GoEmotions dev rows of ``min_tokens`` tokens or more (the model's tokenizer), as a plain TSV."""
     import numpy as np
 
-    from mlbert.batch.encoder import Encoder
+    from mlbert.runtime.encoder import Encoder
 
     path = folder / f"tweet-length-{min_tokens}.tsv"
     if path.exists():
@@ -277,7 +277,7 @@ def run_int8(checkpoint: Path, fp32: Path, work: Path, *, data_dir: Path = c.DAT
              keys: Sequence[str] = tuple(CANDIDATES), trained: bool = True, rows: Optional[int] = None,
              profile_rows: int = 2000, pipeline: bool = True) -> Dict[str, Any]:
     """The whole int8 part: files, text sets, speed, profiles, accuracy."""
-    from mlbert.batch.cpus import CpuFeatures
+    from mlbert.runtime.cpus import CpuFeatures
 
     started = time.monotonic()
     paths = build_candidates(fp32, checkpoint, work / "files", keys, data_dir)

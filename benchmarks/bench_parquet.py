@@ -106,7 +106,7 @@ def best_of(repeats: int, job: Callable[[], Any]) -> float:
 
 
 def reading(inputs: Dict[str, Path], repeats: int) -> List[Dict[str, Any]]:
-    from mlbert.batch.readers import open_table
+    from mlbert.io.readers import open_table
 
     def read(path: Path) -> Callable[[], int]:
         def job() -> int:
@@ -127,7 +127,7 @@ def synthetic_chunks(rows: int, labels: int) -> List[Any]:
     """Scored chunks as mlb-batch's writers get them: ids and skewed probabilities (few labels on)."""
     import numpy as np
 
-    from mlbert.batch.records import ChunkResult
+    from mlbert.io.records import ChunkResult
 
     rng = np.random.default_rng(0)
     chunks = []
@@ -144,8 +144,8 @@ def writing(rows: int, labels: int, folder: Path, repeats: int) -> List[Dict[str
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlbert.batch.parquet_output import ParquetRecords, write_parquet
-    from mlbert.batch.records import RecordFormatter
+    from mlbert.io.parquet_output import ParquetRecords, write_parquet
+    from mlbert.io.records import RecordFormatter
 
     names = [f"label_{j}" for j in range(labels)]
     thresholds = np.full(labels, 0.5)

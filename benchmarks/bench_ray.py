@@ -44,7 +44,7 @@ LOCAL_SUMMARY = re.compile(r"([\d.]+) s, (\d+) rows/s")
 
 def contenders(rows: int, address: str) -> List[Tuple[str, List[str]]]:
     """(name, mlb-batch options) in order; the Ray runs are compared with the local run of the same batches."""
-    from mlbert.batch.ray_engine import default_batch_size
+    from mlbert.batch.ray.engine import default_batch_size
 
     batch = default_batch_size(rows, 2, 4096)
     return [

@@ -45,7 +45,7 @@ def recipe_worker(args) -> Dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-    from mlbert.batch.cpus import available_cpus
+    from mlbert.runtime.cpus import available_cpus
     from mlbert.trainer.data import read_labelled_file
     from mlbert.trainer.metrics import multilabel_metrics
     from mlbert.trainer.train import default_base_model

@@ -146,7 +146,7 @@ def report(results: Dict[str, Any], command: str) -> str:
 
 
 def _native_path() -> str:
-    from mlbert.batch.cpus import CpuFeatures
+    from mlbert.runtime.cpus import CpuFeatures
 
     return CpuFeatures.here().int8_path
 

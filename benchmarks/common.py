@@ -115,8 +115,8 @@ def make_random_checkpoint(folder: Path, names: Sequence[str], seed: int = 0) ->
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from mlbert.batch.modelfile import CheckpointConfig
-    from mlbert.batch.preprocess import Preprocessing
+    from mlbert.modelfile import CheckpointConfig
+    from mlbert.preprocess import Preprocessing
     from mlbert.trainer.train import default_base_model
 
     if (folder / "mlb.json").exists() and (folder / "model.safetensors").exists():
@@ -164,7 +164,7 @@ def read_header(onnx_path: Path):
     sys.path.insert(0, str(REPO))
     import onnx
 
-    from mlbert.batch.modelfile import ModelHeader
+    from mlbert.modelfile import ModelHeader
 
     proto = onnx.load(str(onnx_path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -252,7 +252,7 @@ def median(values: Sequence[float]) -> float:
 
 def _cpuinfo() -> Dict[str, str]:
     sys.path.insert(0, str(REPO))
-    from mlbert.batch.cpus import cpuinfo_fields
+    from mlbert.runtime.cpus import cpuinfo_fields
 
     return dict(cpuinfo_fields())
 
@@ -298,7 +298,7 @@ def machine_info() -> Dict[str, Any]:
     lscpu_lines = [line.strip() for line in lscpu.splitlines() if line.strip().startswith(keep)]
     packages = ("onnxruntime-gpu", "onnxruntime", "torch", "transformers", "optimum", "optimum-onnx", "tokenizers", "numpy")
     sys.path.insert(0, str(REPO))
-    from mlbert.batch.cpus import CpuFeatures
+    from mlbert.runtime.cpus import CpuFeatures
 
     features = CpuFeatures.here()
     return {

@@ -36,7 +36,7 @@ HEADLINE_ROWS = (
 )
 PREAMBLE = """# Benchmarks, one section per machine kind
 
-Which CPU a machine has decides which int8 kernels onnxruntime runs (`batch/cpus.py`,
+Which CPU a machine has decides which int8 kernels onnxruntime runs (`mlbert/runtime/cpus.py`,
 [EXPORT.md](EXPORT.md#which-cpu-an-int8-file-suits)), so the figures are kept per machine kind:
 `benchmarks/run_all.py` records the CPU's model and instruction sets, replaces the section of the
 kind it runs on and keeps the others. A section says who measured it, how, and with which files.

@@ -77,7 +77,7 @@ def environment(folder: Path) -> Dict[str, str]:
 
 CHECK = """
 import sys, numpy as np, onnxruntime
-from mlbert.batch.runtime import Predictor, load_model
+from mlbert.runtime.session import Predictor, load_model
 texts = [line.split("\\t")[0] for line in open(sys.argv[2], encoding="utf-8").read().splitlines()[:300]]
 model = load_model(sys.argv[1], "cpu", threads=1)
 np.save(sys.argv[3], Predictor(model, 2048).predict(model.header.preprocessing.apply(texts)))

@@ -56,10 +56,10 @@ def profile(model: Path, texts: Sequence[str], threads: Optional[int] = None) ->
     import numpy as np
     import onnxruntime as ort
 
-    from mlbert.batch.cpus import available_cpus
-    from mlbert.batch.modelfile import ModelHeader
-    from mlbert.batch.providers import CPU, default_token_budget
-    from mlbert.batch.runtime import LoadedModel, Predictor
+    from mlbert.runtime.cpus import available_cpus
+    from mlbert.modelfile import ModelHeader
+    from mlbert.runtime.providers import CPU, default_token_budget
+    from mlbert.runtime.session import LoadedModel, Predictor
 
     threads = threads or available_cpus()
     with tempfile.TemporaryDirectory(prefix="mlb-profile-") as folder:
@@ -126,7 +126,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, help="intra-op threads [the CPUs this process may use]")
     args = parser.parse_args(argv)
     texts = c.read_tsv_texts(args.data, limit=args.rows)
-    from mlbert.batch.cpus import CpuFeatures
+    from mlbert.runtime.cpus import CpuFeatures
 
     cpu = CpuFeatures.here()
     print(f"CPU: {cpu.model_name} ({cpu.kind}; {', '.join(cpu.instruction_sets())}); {len(texts)} rows of {args.data}\n")

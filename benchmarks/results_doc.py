@@ -32,7 +32,7 @@ def table(header: List[str], rows: List[List[str]]) -> str:
 
 
 def onnx_header(path: Path) -> Dict[str, Any]:
-    from mlbert.batch.runtime import load_model
+    from mlbert.runtime.session import load_model
 
     return load_model(str(path), "cpu", threads=1).header.to_dict()
 

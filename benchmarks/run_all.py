@@ -104,7 +104,7 @@ def resolve_models(a: argparse.Namespace) -> Dict[str, Any]:
 
 def attainable_fp32() -> Optional[float]:
     """fp32 GEMM rate torch reaches on this machine (1024^3 matmuls for ~2 s), a measured yardstick."""
-    code = ("import time,torch;from mlbert.batch.cpus import available_cpus;torch.set_num_threads(available_cpus());"
+    code = ("import time,torch;from mlbert.runtime.cpus import available_cpus;torch.set_num_threads(available_cpus());"
             "a=torch.randn(1024,1024);b=torch.randn(1024,1024);[a@b for _ in range(3)];n=0;t=time.perf_counter()\n"
             "while time.perf_counter()-t<2: a@b; n+=1\n"
             "print(2*1024**3*n/(time.perf_counter()-t))")
@@ -262,7 +262,7 @@ def gap_notes(results: Dict[str, Any]) -> List[str]:
                         f"of {cur['budget']} tokens spanning several lengths. Multiple {best['multiple']} with budget "
                         f"{best['budget']} would give {100 * best['padding']:.1f}% with {best['calls']} session.run "
                         f"calls instead of {cur['calls']} (replayed, see the table under Distance to the limit); a "
-                        "change for batch/bucketing.py's owner.")
+                        "change for mlbert/runtime/bucketing.py's owner.")
                 m1, m8 = test.get("mlb-model-int8-m1"), test.get("mlb-model-int8")
                 if m1 and m8:
                     notes.append(

@@ -4,6 +4,6 @@ Heavy libraries (torch, transformers, optimum, onnx) are imported inside functio
 ``mlb-export --help`` answers at once. The Python API is ``mlbert.exporter.export.export_model``.
 """
 
-from .. import __version__
+from mlbert import __version__
 
 __all__ = ["__version__"]

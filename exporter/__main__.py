@@ -1,6 +1,6 @@
 """``python -m exporter`` runs ``mlb-export`` (for cron's bare PATH)."""
 
-from .cli import main
+from mlbert.exporter.cli import main
 
 if __name__ == "__main__":
     main(prog_name="python -m exporter")

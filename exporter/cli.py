@@ -10,11 +10,11 @@ from typing import Any, Dict, List, Optional
 
 import click
 
-from ..batch.cli_common import MlbCommand
-from ..trainer.options import labelled_data_options, read_options
+from mlbert.cli_common import MlbCommand
+from mlbert.trainer.options import labelled_data_options, read_options
 
-from . import __version__
-from .quantize import DEFAULT_INT8_SCHEME, OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
+from mlbert import __version__
+from mlbert.exporter.quantize import DEFAULT_INT8_SCHEME, OPTIMIZE_LEVELS, QUANTIZE_CONFIGS, QUANTIZE_MODES
 
 
 def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
@@ -67,8 +67,8 @@ def cli(**kwargs: Any) -> None:
     written to a temporary name beside OUT.onnx and renamed, so a reader never sees half
     a file and a failed export keeps the previous one.
     """
-    from .export import export_model
-    from .validate import GateLimits
+    from mlbert.exporter.export import export_model
+    from mlbert.exporter.validate import GateLimits
 
     quiet = kwargs["quiet"]
     validate_options = _validate_options(kwargs)

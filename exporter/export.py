@@ -24,15 +24,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..batch.errors import MlbError, ModelFileError, UsageError, first_line
-from ..batch.modelfile import CheckpointConfig, ModelHeader, attach_header
-from ..batch.storage import umask_file_mode
+from mlbert.errors import MlbError, ModelFileError, UsageError, first_line
+from mlbert.modelfile import CheckpointConfig, ModelHeader, attach_header
+from mlbert.io.storage import umask_file_mode
 
-from ..trainer.checkpoint import checkpoint_probabilities, load_checkpoint
-from . import quantize as _q
-from .checkpoint import CheckpointInfo, inspect_checkpoint
-from .provenance import HeaderMaker, export_provenance, validation_shares
-from .validate import EXACT, LOSSY, SAMPLE_TEXTS, GateLimits, ValidationReport
+from mlbert.trainer.torch_checkpoint import checkpoint_probabilities, load_checkpoint
+from mlbert.exporter import quantize as _q
+from mlbert.exporter.checkpoint_info import CheckpointInfo, inspect_checkpoint
+from mlbert.exporter.provenance import HeaderMaker, export_provenance, validation_shares
+from mlbert.exporter.validate import EXACT, LOSSY, SAMPLE_TEXTS, GateLimits, ValidationReport
 
 # ONNX files are one protobuf message, and protobuf cannot serialize a message of 2 GiB or
 # more; bigger models must keep their weights in separate "external data" files. mlb ships
@@ -180,8 +180,8 @@ class _Sample:
     def check(self, path: str, thresholds: List[float], *, kind: str, variant: str, limits: GateLimits,
               force: bool = False) -> ValidationReport:
         """The written file's probabilities (the Python API, as mlb-batch runs it) against PyTorch's."""
-        from ..batch.classifier import load
-        from . import validate as v
+        from mlbert.runtime.classifier import load
+        from mlbert.exporter import validate as v
 
         written = load(path, "cpu").predict_proba(self.texts)
         return v.compare(self.reference, written, thresholds, kind=kind, variant=variant, source=self.source,
@@ -191,7 +191,7 @@ class _Sample:
 def _comparison_texts(config: CheckpointConfig, validate_on: Optional[str], validate_options: Dict[str, Any],
                       validate_limit: Optional[int]) -> _Sample:
     """``--validate-on`` rows in the model's label order, or the built-in sample."""
-    from . import validate as v
+    from mlbert.exporter import validate as v
 
     if validate_on is not None:
         texts, y_true, source = v.load_validation_texts(validate_on, config.label_names, limit=validate_limit,

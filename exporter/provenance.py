@@ -17,10 +17,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..batch.decisions import decide
-from ..batch.modelfile import CheckpointConfig, ModelHeader, ValidationShares
+from mlbert.decisions import decide
+from mlbert.modelfile import CheckpointConfig, ModelHeader, ValidationShares
 
-from .checkpoint import CheckpointInfo
+from mlbert.exporter.checkpoint_info import CheckpointInfo
 
 
 def export_provenance(info: CheckpointInfo, task: str) -> Dict[str, Any]:

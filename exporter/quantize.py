@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
-from ..batch.errors import MlbError, UsageError, first_line
+from mlbert.errors import MlbError, UsageError, first_line
 
 QUANTIZE_MODES = ("none", "int8")
 OPTIMIZE_LEVELS = ("O1", "O2", "O3", "O4")

@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..batch.decisions import decide
-from ..batch.errors import InputError, MlbError
+from mlbert.decisions import decide
+from mlbert.errors import InputError, MlbError
 
 # Varied on purpose: emotions, negation, emoji (with modifiers and ZWJ), mentions, URLs,
 # hashtags, non-English, digits, an empty string, a single character, and a text longer
@@ -183,7 +183,7 @@ def _ok(good: bool) -> str:
 
 
 def _metrics(y_true: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float]) -> Dict[str, float]:
-    from ..trainer.metrics import multilabel_metrics
+    from mlbert.trainer.metrics import multilabel_metrics
 
     m = multilabel_metrics(y_true, probabilities, list(thresholds))
     return {k: float(m[k]) for k in ("micro_f1", "macro_f1", "samples_jaccard")}
@@ -288,7 +288,7 @@ def load_validation_texts(
     model's label names fix the set and order, so a file that names other labels is an
     error naming the difference rather than a silently misaligned comparison.
     """
-    from ..trainer.data import read_labelled_file
+    from mlbert.trainer.data import read_labelled_file
 
     data = read_labelled_file(path, label_names=list(label_names), **read_options)
     names = list(data.label_names)

@@ -25,9 +25,9 @@ __version__ = "0.2.0"
 # Attributes resolved on first use (PEP 562), so ``import mlbert`` stays cheap for the
 # CLIs and never pulls onnxruntime into ``mlb-train --help``.
 _LAZY = {
-    "load": ("mlbert.batch.classifier", "load"),
-    "Classifier": ("mlbert.batch.classifier", "Classifier"),
-    "MlbError": ("mlbert.batch.errors", "MlbError"),
+    "load": ("mlbert.runtime.classifier", "load"),
+    "Classifier": ("mlbert.runtime.classifier", "Classifier"),
+    "MlbError": ("mlbert.errors", "MlbError"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -170,8 +170,8 @@ def agreement(chk: Check, checkpoint: Path) -> Dict[str, Any]:
     """CUDA against CPU: fp32 with the export's exact check (1e-4, same decisions), fp16 with its accuracy gate."""
     import numpy as np
 
-    from mlbert.batch.decisions import decide
-    from mlbert.batch.modelfile import CheckpointConfig
+    from mlbert.decisions import decide
+    from mlbert.modelfile import CheckpointConfig
     from mlbert.exporter.validate import EXACT, LOSSY, compare
 
     config = CheckpointConfig.load(str(checkpoint))

@@ -41,8 +41,8 @@ def _without_tf32(loaded: Any, path: str) -> Any:
 def scored(model: str, device: str, texts: str, out: str, limit: Optional[int] = None, tf32: bool = True,
            chunk_rows: int = 10_000) -> Dict[str, Any]:
     """mlb's runtime on ``texts``: probabilities to ``out`` (.npy) and the seconds of each stage."""
-    from mlbert.batch.providers import default_token_budget
-    from mlbert.batch.runtime import Predictor, load_model
+    from mlbert.runtime.providers import default_token_budget
+    from mlbert.runtime.session import Predictor, load_model
 
     loaded = load_model(model, device)
     if not tf32:
@@ -70,7 +70,7 @@ def pipelined(checkpoint: str, texts: str, out: str, batch_size: int, device: st
     import torch
     from transformers import pipeline
 
-    from mlbert.batch.modelfile import CheckpointConfig
+    from mlbert.modelfile import CheckpointConfig
 
     preprocess = CheckpointConfig.load(checkpoint).preprocessing.apply
     pipe = pipeline("text-classification", model=checkpoint, tokenizer=checkpoint, top_k=None,
@@ -124,7 +124,7 @@ def stack(device: str) -> Dict[str, Any]:
 
 def provider(model: str) -> Dict[str, Any]:
     """Start ``model`` with ``--device cuda`` as mlb-batch does (fails with its one-line reason) and score two texts."""
-    from mlbert.batch.classifier import load
+    from mlbert.runtime.classifier import load
 
     classifier = load(model, "cuda")
     probabilities = classifier.predict_proba(["I am so happy", "this is terrible"])

@@ -32,7 +32,7 @@ from typing import List
 
 import numpy as np
 
-from mlbert.batch.decisions import decide
+from mlbert.decisions import decide
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -102,9 +102,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import mlbert
-    from mlbert.batch.modelfile import CheckpointConfig
+    from mlbert.modelfile import CheckpointConfig
     from mlbert.exporter.export import export_model
-    from mlbert.trainer.checkpoint import checkpoint_probabilities, load_checkpoint
+    from mlbert.trainer.torch_checkpoint import checkpoint_probabilities, load_checkpoint
 
     args.out.mkdir(parents=True, exist_ok=True)
     model_path = args.out / "golden.onnx"
@@ -135,7 +135,7 @@ def main() -> int:
     expected = {
         "model": model_path.name,
         "made_by": "scripts/make_golden_model.py",
-        "reference": "PyTorch (mlbert.trainer.checkpoint.checkpoint_probabilities) on the preprocessed texts",
+        "reference": "PyTorch (mlbert.trainer.torch_checkpoint.checkpoint_probabilities) on the preprocessed texts",
         "tolerance": TOLERANCE,
         "label_names": list(config.label_names),
         "thresholds": list(config.thresholds),

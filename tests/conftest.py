@@ -105,8 +105,8 @@ def build_tiny_model(label_names, seed: int = 0, vocab_size: int = 200, initiali
 
 def write_tiny_checkpoint(folder: Path, label_names=TINY_LABELS, thresholds=None, preprocessing=None, seed: int = 0) -> Path:
     """A checkpoint shaped like mlb-train's output: HF files plus mlb.json."""
-    from mlbert.batch.modelfile import CheckpointConfig
-    from mlbert.batch.preprocess import Preprocessing
+    from mlbert.modelfile import CheckpointConfig
+    from mlbert.preprocess import Preprocessing
 
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(label_names, seed=seed, vocab_size=len(tokenizer))

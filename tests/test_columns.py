@@ -2,9 +2,9 @@
 
 import pytest
 
-from mlbert.batch import columns
-from mlbert.batch.errors import ExitCode, InputError
-from mlbert.batch.readers import open_table
+from mlbert.io import columns
+from mlbert.errors import ExitCode, InputError
+from mlbert.io.readers import open_table
 from mlbert.batch.pipeline import pick_id_columns, pick_text_column
 from mlbert.trainer.data import read_labelled_file
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlbert.batch.errors import InputError, UsageError
+from mlbert.errors import InputError, UsageError
 from mlbert.trainer.data import (
     hold_out,
     labels_without_positives,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlbert.batch.modelfile import CheckpointConfig
+from mlbert.modelfile import CheckpointConfig
 from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer, checkpoint_probabilities
 from mlbert.trainer.hf_trainer import eval_schedule
 from mlbert.trainer.train import TrainOptions, is_main_process, world_size

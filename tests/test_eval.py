@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlbert.batch.errors import InputError
-from mlbert.batch.preprocess import Preprocessing
+from mlbert.errors import InputError
+from mlbert.preprocess import Preprocessing
 from mlbert.trainer.evaluate import EvalModel, Evaluation, align_labels, evaluate_arrays, format_report, to_json
 
 NAMES = ["a", "b", "c"]

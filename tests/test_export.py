@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlbert.batch.errors import MlbError, UsageError
-from mlbert.batch.modelfile import ModelHeader
+from mlbert.errors import MlbError, UsageError
+from mlbert.modelfile import ModelHeader
 from conftest import REPO_ROOT, TINY_LABELS, write_varied_checkpoint
 
 
@@ -52,8 +52,8 @@ def _metadata(path) -> dict:
 
 
 def _torch_probs(checkpoint: Path, texts):
-    from mlbert.batch.modelfile import CheckpointConfig
-    from mlbert.trainer.checkpoint import checkpoint_probabilities, load_checkpoint
+    from mlbert.modelfile import CheckpointConfig
+    from mlbert.trainer.torch_checkpoint import checkpoint_probabilities, load_checkpoint
 
     model, tokenizer = load_checkpoint(str(checkpoint), local_files_only=True)
     config = CheckpointConfig.load(str(checkpoint)) if (checkpoint / "mlb.json").exists() else None
@@ -138,7 +138,7 @@ def test_bare_onnxruntime_session_with_only_the_metadata(varied_fp32, varied_che
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    from mlbert.batch.preprocess import Preprocessing
+    from mlbert.preprocess import Preprocessing
 
     session = ort.InferenceSession(varied_fp32.path, providers=["CPUExecutionProvider"])
     meta = json.loads(session.get_modelmeta().custom_metadata_map["mlb"])
@@ -260,7 +260,7 @@ def test_int8_gate_refuses_when_quantization_changes_decisions(varied_checkpoint
 
 def test_gate_refuses_a_ruined_model_and_force_writes_it(varied_checkpoint, tmp_path, monkeypatch, capsys):
     """A quantized file that answers 1 - p (think F1 0.8 -> 0.05) is refused at default limits."""
-    import mlbert.batch.classifier as api
+    import mlbert.runtime.classifier as api
 
     real = api.load
     calls = []
@@ -402,7 +402,7 @@ def test_mlb_batch_warns_once_when_the_int8_file_does_not_suit_the_cpu(flags, wa
     """A full-range file (built for VNNI) run where VPMADDUBSW could saturate: one note, results still written."""
     from click.testing import CliRunner
 
-    from mlbert.batch import cpus
+    from mlbert.runtime import cpus
     from mlbert.batch.cli import cli
     from mlbert.exporter.export import export_model
 
@@ -625,7 +625,7 @@ def test_validate_on_headerless_list_layout_with_ids(varied_checkpoint, tmp_path
 
 @pytest.mark.parametrize("step", ["quantize", "optimize"])
 def test_optimum_failures_are_one_line_naming_the_step(step, tmp_path):
-    from mlbert.batch.errors import MlbError
+    from mlbert.errors import MlbError
     from mlbert.exporter.quantize import INT8_SCHEMES, optimize_graph, quantize_int8
 
     (tmp_path / "model.onnx").write_bytes(b"not an onnx graph")

@@ -290,8 +290,8 @@ def test_device_settings_pick_bf16_where_the_gpu_has_it(monkeypatch, bf16):
 
 
 def test_cuda_gets_its_own_token_budget():
-    from mlbert.batch.bucketing import DEFAULT_TOKEN_BUDGET_CPU, DEFAULT_TOKEN_BUDGET_CUDA
-    from mlbert.batch.providers import default_token_budget, provider_for
+    from mlbert.runtime.bucketing import DEFAULT_TOKEN_BUDGET_CPU, DEFAULT_TOKEN_BUDGET_CUDA
+    from mlbert.runtime.providers import default_token_budget, provider_for
 
     assert default_token_budget("CUDAExecutionProvider", 128) == DEFAULT_TOKEN_BUDGET_CUDA
     assert default_token_budget("CPUExecutionProvider", 128) == DEFAULT_TOKEN_BUDGET_CPU

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlbert.trainer.model_card import to_yaml, write_model_card
+from mlbert.trainer.report.model_card import to_yaml, write_model_card
 
 from conftest import TINY_LABELS
 from test_report import LABELS, THRESHOLDS, make_training_output
@@ -74,7 +74,7 @@ def test_yaml_emitter_round_trips(value):
 
 
 def test_card_needs_mlb_json(tmp_path):
-    from mlbert.batch.errors import ModelFileError
+    from mlbert.errors import ModelFileError
 
     with pytest.raises(ModelFileError, match="no mlb.json"):
         write_model_card(str(tmp_path))

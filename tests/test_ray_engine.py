@@ -18,10 +18,10 @@ from click.testing import CliRunner
 pytest.importorskip("ray")
 
 from mlbert.batch.cli import cli  # noqa: E402
-from mlbert.batch.errors import MlbError, UsageError  # noqa: E402
+from mlbert.errors import MlbError, UsageError  # noqa: E402
 from mlbert.batch.pipeline import BatchOptions  # noqa: E402
-from mlbert.batch.ray_cluster import ray_module  # noqa: E402
-from mlbert.batch.ray_engine import RayBatchJob, RayOptions, default_batch_size  # noqa: E402
+from mlbert.batch.ray.cluster import ray_module  # noqa: E402
+from mlbert.batch.ray.engine import RayBatchJob, RayOptions, default_batch_size  # noqa: E402
 
 WORDS = "i am so happy sad angry glad love hate it this the not very what wow oh no yes great terrible awful day".split()
 
@@ -301,7 +301,7 @@ def test_a_chunk_that_kills_every_actor_it_meets_stops_the_run(varied_int8_onnx,
     """Retried on 3 actors in turn, then one error; the chunks before it were handed back."""
     import ray
 
-    from mlbert.batch.ray_pool import ActorPool, RayUnavailable, Work
+    from mlbert.batch.ray.pool import ActorPool, RayUnavailable, Work
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
     job = make_job(BatchOptions(input="-", model=str(varied_int8_onnx)), RayOptions(concurrency=2))
@@ -326,6 +326,6 @@ def test_a_chunk_that_kills_every_actor_it_meets_stops_the_run(varied_int8_onnx,
      "The actor is dead because it was killed by `ray.kill`.", "The actor is dead because it was killed by `ray.kill`."),
 ])
 def test_the_reason_of_a_lost_actor_is_ray_s_reason_line(message, reason):
-    from mlbert.batch.ray_pool import loss_reason
+    from mlbert.batch.ray.pool import loss_reason
 
     assert loss_reason(RuntimeError(message)) == reason

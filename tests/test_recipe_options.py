@@ -12,7 +12,7 @@ from conftest import build_tiny_model, build_tiny_tokenizer
 
 torch = pytest.importorskip("torch")
 
-from mlbert.batch.errors import UsageError  # noqa: E402
+from mlbert.errors import UsageError  # noqa: E402
 from mlbert.trainer.layer_lr import layerwise_parameter_groups, parameter_depth  # noqa: E402
 from mlbert.trainer.losses import (  # noqa: E402
     LossSettings,

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlbert.batch.modelfile import CheckpointConfig
+from mlbert.modelfile import CheckpointConfig
 from mlbert.trainer.metrics import multilabel_metrics
-from mlbert.trainer.report import write_training_report
-from mlbert.trainer.report_metrics import metric_sets
-from mlbert.batch.decisions import THRESHOLD_GRID
-from mlbert.trainer.report_plots import PLOTS_DIR, PLOTS_INDEX, f1_threshold_curves, label_scores
+from mlbert.trainer.report.training import write_training_report
+from mlbert.trainer.report.metric_sets import metric_sets
+from mlbert.decisions import THRESHOLD_GRID
+from mlbert.trainer.report.plots import PLOTS_DIR, PLOTS_INDEX, f1_threshold_curves, label_scores
 
 LABELS = ["anger", "joy", "sadness", "surprise", "fear", "love", "optimism"]
 THRESHOLDS = [0.3, 0.4, 0.6, 0.5, 0.45, 0.55, 0.35]

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from mlbert.batch.errors import UsageError
+from mlbert.errors import UsageError
 from mlbert.trainer.metrics import multilabel_metrics
-from mlbert.batch.decisions import THRESHOLD_GRID as GRID
+from mlbert.decisions import THRESHOLD_GRID as GRID
 from mlbert.trainer.thresholds import FALLBACK_THRESHOLD, OBJECTIVES, tune_all, tune_thresholds
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlbert.batch.modelfile import CheckpointConfig
-from mlbert.batch.preprocess import Preprocessing
+from mlbert.modelfile import CheckpointConfig
+from mlbert.preprocess import Preprocessing
 from conftest import REPO_ROOT, build_tiny_model, build_tiny_tokenizer, checkpoint_probabilities
 from mlbert.trainer.cli import main
 

@@ -4,6 +4,6 @@ Heavy libraries (torch, transformers, datasets) are imported inside functions so
 ``mlb-train --help`` and the data/metrics helpers stay fast.
 """
 
-from .. import __version__
+from mlbert import __version__
 
 __all__ = ["__version__"]

@@ -11,13 +11,13 @@ from typing import Any, Dict, List, Optional
 
 import click
 
-from ..batch.cli_common import MlbCommand, command_argv
-from ..batch.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
+from mlbert.cli_common import MlbCommand, command_argv
+from mlbert.preprocess import EMOJI_MODES, MENTION_MODES, URL_MODES, Preprocessing
 
-from . import __version__
-from .losses import LOSSES
-from .options import labelled_data_options
-from .thresholds import OBJECTIVES
+from mlbert import __version__
+from mlbert.trainer.losses import LOSSES
+from mlbert.trainer.options import labelled_data_options
+from mlbert.trainer.thresholds import OBJECTIVES
 
 # Click destinations that differ from the TrainOptions field they fill.
 OPTION_FIELDS = {"train_file": "train", "validation_file": "validation", "test_file": "test", "format_": "format"}
@@ -113,8 +113,8 @@ def cli(**kwargs: Any) -> None:
     thresholds, preprocessing, provenance), metrics.json (validation/test metrics at 0.5
     and at thresholds tuned for each objective), history.json and eval_predictions.npz.
     """
-    from .outputs import summary_table
-    from .train import TrainOptions, train
+    from mlbert.trainer.outputs import summary_table
+    from mlbert.trainer.train import TrainOptions, train
 
     pre = Preprocessing(emoji=kwargs.pop("emoji"), mentions=kwargs.pop("mentions"), urls=kwargs.pop("urls"))
     # Every other option is a TrainOptions field of the same name, but for these four.

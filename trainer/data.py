@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..batch import columns as column_rules
-from ..batch.errors import InputError, UsageError
+from mlbert.io import columns as column_rules
+from mlbert.errors import InputError, UsageError
 
 # Rows looked at to decide which columns hold the text and the labels.
 DETECT_SAMPLE = 2000
@@ -111,7 +111,7 @@ def read_label_names_file(path: str) -> List[str]:
 
 def _read_file(path: str, format: Optional[str], header: Optional[bool]) -> InMemoryTable:
     """Every row of a file through the runtime's readers (the format registry decides the reader)."""
-    from ..batch.readers import open_table
+    from mlbert.io.readers import open_table
 
     if path != "-" and os.path.isdir(path):
         raise InputError("is a folder, not a file (for a saved dataset use --dataset)", path)

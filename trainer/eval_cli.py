@@ -15,12 +15,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import click
 
-from ..batch.cli_common import MlbCommand
-from ..batch.providers import token_budget_help
-from ..batch.errors import MlbError, UsageError
+from mlbert.cli_common import MlbCommand
+from mlbert.runtime.providers import token_budget_help
+from mlbert.errors import MlbError, UsageError
 
-from . import __version__
-from .options import labelled_data_options, read_options
+from mlbert import __version__
+from mlbert.trainer.options import labelled_data_options, read_options
 
 
 def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_file: Optional[str] = None,
@@ -32,7 +32,7 @@ def read_eval_data(path: str, model_label_names: Sequence[str], *, label_names_f
     subset of the model's (a list-layout file in which some label never occurs), it is read
     again against the model's full label list so absent labels become all-zero columns.
     """
-    from .data import read_label_names_file, read_labelled_file
+    from mlbert.trainer.data import read_label_names_file, read_labelled_file
 
     if label_names_file:
         return read_labelled_file(path, label_names=read_label_names_file(label_names_file), **options)
@@ -78,7 +78,7 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
     micro/macro F1, exact match, micro/macro ROC-AUC and per-label precision, recall and
     F1, at the model's thresholds and at 0.5.
     """
-    from .evaluate import format_report, load_eval_model
+    from mlbert.trainer.evaluate import format_report, load_eval_model
 
     *model_paths, data_path = _checked_paths(paths, kw)
     quiet = kw["quiet"]
@@ -113,7 +113,7 @@ def _checked_paths(paths: Sequence[str], kw: Dict[str, Any]) -> List[str]:
 
 
 def _evaluate(model: Any, data: Any, log: Callable[[str], None]) -> Any:
-    from .evaluate import evaluate_model
+    from mlbert.trainer.evaluate import evaluate_model
 
     started = time.time()
     evaluation = evaluate_model(model, data.texts, data.label_names, data.labels, data.source)
@@ -125,7 +125,7 @@ def _evaluate(model: Any, data: Any, log: Callable[[str], None]) -> Any:
 
 def _write_json(json_path: str, evaluations: Sequence[Any], log: Callable[[str], None]) -> None:
     """Every number as JSON, on stdout for ``-``, else to a file replaced atomically."""
-    from .evaluate import to_json
+    from mlbert.trainer.evaluate import to_json
 
     text = json.dumps(to_json(evaluations), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if json_path == "-":
@@ -142,7 +142,7 @@ def _write_json(json_path: str, evaluations: Sequence[Any], log: Callable[[str],
 
 
 def _write_report(report_dir: str, evaluations: Sequence[Any], log: Callable[[str], None]) -> None:
-    from .evaluate import write_eval_report
+    from mlbert.trainer.evaluate import write_eval_report
 
     try:
         path = write_eval_report(report_dir, evaluations)

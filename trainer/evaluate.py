@@ -21,13 +21,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..batch.errors import InputError, ModelFileError, UsageError, first_line
-from ..batch.preprocess import Preprocessing
+from mlbert.errors import InputError, ModelFileError, UsageError, first_line
+from mlbert.preprocess import Preprocessing
 
-from ..batch.providers import default_token_budget
-from .checkpoint import checkpoint_probabilities, load_checkpoint
-from .metrics import multilabel_metrics
-from .report_metrics import MAIN_METRICS
+from mlbert.runtime.providers import default_token_budget
+from mlbert.trainer.torch_checkpoint import checkpoint_probabilities, load_checkpoint
+from mlbert.trainer.metrics import multilabel_metrics
+from mlbert.trainer.report.metric_sets import MAIN_METRICS
 
 SETTINGS = ("model", "0.5")  # thresholds the table reports: the model's own, and 0.5
 
@@ -72,7 +72,7 @@ def load_eval_model(
 
 def _load_onnx(path: str, *, device: str, threads: Optional[int], token_budget: Optional[int]) -> EvalModel:
     """An exported file through the Python API's ``Classifier``: exactly what mlb-batch runs."""
-    from ..batch.classifier import load
+    from mlbert.runtime.classifier import load
 
     classifier = load(path, device, threads=threads, token_budget=token_budget)
     header = classifier.header
@@ -91,7 +91,7 @@ def _load_onnx(path: str, *, device: str, threads: Optional[int], token_budget: 
 
 def _checkpoint_facts(path: str):
     """Labels, thresholds, preprocessing and max length: ``mlb.json`` if present, else config.json."""
-    from ..batch.modelfile import CHECKPOINT_CONFIG_FILE, CheckpointConfig
+    from mlbert.modelfile import CHECKPOINT_CONFIG_FILE, CheckpointConfig
 
     if os.path.isdir(path) and os.path.exists(os.path.join(path, CHECKPOINT_CONFIG_FILE)):
         cfg = CheckpointConfig.load(path)
@@ -327,7 +327,7 @@ def to_json(evaluations: Sequence[Evaluation]) -> Dict[str, Any]:
 
 def write_eval_report(report_dir: str, evaluations: Sequence[Evaluation]) -> str:
     """``report.md``/``report.html`` with the per-label parts for each model (``mlb-eval --report DIR``)."""
-    from .report import Document, add_per_label_section, cooccurrence_matrix, metrics_rows, write_plots_index
+    from mlbert.trainer.report.training import Document, add_per_label_section, cooccurrence_matrix, metrics_rows, write_plots_index
 
     os.makedirs(report_dir, exist_ok=True)
     first = evaluations[0]

@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
-from ..batch.errors import ModelFileError, UsageError, first_line
+from mlbert.errors import ModelFileError, UsageError, first_line
 
 
 def default_base_model() -> str:

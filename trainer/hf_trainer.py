@@ -17,15 +17,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..batch.errors import UsageError
+from mlbert.errors import UsageError
 
-from .layer_lr import layerwise_parameter_groups
-from .losses import LossSettings, multilabel_loss
-from .metrics import SUMMARY_KEYS, multilabel_metrics
-from .outputs import CHECKPOINTS_DIR, checkpoint_step
-from .thresholds import tune_thresholds
-from .train_options import TrainOptions
-from .weight_average import WeightAverage
+from mlbert.trainer.layer_lr import layerwise_parameter_groups
+from mlbert.trainer.losses import LossSettings, multilabel_loss
+from mlbert.trainer.metrics import SUMMARY_KEYS, multilabel_metrics
+from mlbert.trainer.outputs import CHECKPOINTS_DIR, checkpoint_step
+from mlbert.trainer.thresholds import tune_thresholds
+from mlbert.trainer.train_options import TrainOptions
+from mlbert.trainer.weight_average import WeightAverage
 
 # Cap for pos_weight so that a label with 3 positives in 40k rows does not dominate the loss.
 MAX_POS_WEIGHT = 100.0

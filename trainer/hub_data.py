@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..batch import columns as column_rules
-from ..batch.errors import InputError, UsageError, first_line
-from .data import LabelLayout, LabelledData, labelled_from_table, InMemoryTable
+from mlbert.io import columns as column_rules
+from mlbert.errors import InputError, UsageError, first_line
+from mlbert.trainer.data import LabelLayout, LabelledData, labelled_from_table, InMemoryTable
 
 SPLIT_ALIASES = {
     "train": ("train", "training"),

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..batch.decisions import Thresholds, decide, threshold_vector
+from mlbert.decisions import Thresholds, decide, threshold_vector
 
 
 

@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, Mapping, Sequence
 
 import click
 
-from ..batch.cli_common import split_names
-from ..batch.formats import format_names
+from mlbert.cli_common import split_names
+from mlbert.io.formats import format_names
 
 
 def labelled_data_options(subject: str = "files", exclude: Sequence[str] = ()) -> Callable:

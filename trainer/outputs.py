@@ -21,12 +21,12 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..batch.errors import UsageError
-from ..batch.modelfile import CheckpointConfig
+from mlbert.errors import UsageError
+from mlbert.modelfile import CheckpointConfig
 
-from .data import LabelledData
-from .metrics import format_table
-from .train_options import TrainOptions
+from mlbert.trainer.data import LabelledData
+from mlbert.trainer.metrics import format_table
+from mlbert.trainer.train_options import TrainOptions
 
 CHECKPOINTS_DIR = "checkpoints"
 
@@ -133,7 +133,7 @@ def write_outputs(
     write_json(os.path.join(out, "history.json"), history)
     _save_predictions(out, splits, val_probs, test_probs)
 
-    from .report import write_training_report
+    from mlbert.trainer.report.training import write_training_report
 
     write_training_report(out)  # never raises: a failure is written into report.md, the model is saved
 

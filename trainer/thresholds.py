@@ -20,9 +20,9 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from ..batch.decisions import THRESHOLD_GRID, decide
-from ..batch.errors import UsageError
-from .metrics import f1_scores, samples_jaccard
+from mlbert.decisions import THRESHOLD_GRID, decide
+from mlbert.errors import UsageError
+from mlbert.trainer.metrics import f1_scores, samples_jaccard
 
 # Threshold for a label with no positive example in validation (its F1 is 0 whatever the threshold).
 FALLBACK_THRESHOLD = 0.5

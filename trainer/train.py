@@ -29,12 +29,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..batch.errors import InputError, MlbError, UsageError
+from mlbert.errors import InputError, MlbError, UsageError
 
-from .data import LabelledData, hold_out, labels_without_positives, read_label_names_file, read_labelled_file
-from .hub_data import read_dataset_splits
-from .head import default_base_model, load_model_and_tokenizer, start_new_head
-from .hf_trainer import (
+from mlbert.trainer.data import LabelledData, hold_out, labels_without_positives, read_label_names_file, read_labelled_file
+from mlbert.trainer.hub_data import read_dataset_splits
+from mlbert.trainer.head import default_base_model, load_model_and_tokenizer, start_new_head
+from mlbert.trainer.hf_trainer import (
     EvaluationProbabilities,
     best_checkpoint_metric,
     build_trainer,
@@ -47,10 +47,10 @@ from .hf_trainer import (
     training_arguments,
     world_size,
 )
-from .metrics import multilabel_metrics
-from .outputs import checkpoint_step, prepare_output, write_outputs
-from .thresholds import OBJECTIVES, tune_thresholds
-from .train_options import TrainOptions
+from mlbert.trainer.metrics import multilabel_metrics
+from mlbert.trainer.outputs import checkpoint_step, prepare_output, write_outputs
+from mlbert.trainer.thresholds import OBJECTIVES, tune_thresholds
+from mlbert.trainer.train_options import TrainOptions
 
 Log = Callable[[str], None]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..batch.errors import UsageError
-from ..batch.preprocess import Preprocessing
+from mlbert.errors import UsageError
+from mlbert.preprocess import Preprocessing
 
-from .losses import LOSSES, LossSettings
-from .thresholds import OBJECTIVES
+from mlbert.trainer.losses import LOSSES, LossSettings
+from mlbert.trainer.thresholds import OBJECTIVES
 
 # Metrics the best checkpoint can be chosen by; all but loss are "higher is better".
 BEST_METRICS = ("samples_jaccard", "micro_f1", "macro_f1", "exact_match", "macro_roc_auc", "micro_roc_auc", "loss")

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from mlbert.batch.errors import InputError
+from mlbert.errors import InputError
 from mlbert.batch.pipeline import clean_text
-from mlbert.batch.readers import BINARY_SHARE, binary_share, open_table
+from mlbert.io.readers import BINARY_SHARE, binary_share, open_table
 from test_batch_cli import TEXTS, records, run
 
 

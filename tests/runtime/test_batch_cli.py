@@ -23,8 +23,8 @@ import mlbert
 from conftest import damaged_model_files
 from mlbert.batch.cli import cli
 from mlbert.batch.pipeline import BatchJob, BatchOptions, parse_thresholds
-from mlbert.batch.errors import UsageError
-from mlbert.batch.writers import SCORE_DECIMALS
+from mlbert.errors import UsageError
+from mlbert.io.writers import SCORE_DECIMALS
 
 TEXTS = [
     "i am so happy today !",
@@ -308,7 +308,7 @@ def test_csv_output_file_escapes_formulas(tmp_path, golden_model):
 
 
 def test_lock_held_exits_with_its_own_code(tmp_path, golden_model):
-    from mlbert.batch.writers import OutputLock
+    from mlbert.io.writers import OutputLock
 
     path = _write(tmp_path / "in.csv", "csv", TEXTS)
     out = tmp_path / "out.jsonl"
@@ -382,7 +382,7 @@ def test_device_cuda_fails_clearly_here(tmp_path, golden_model):
 KILLER = """
 import os, signal, sys
 from mlbert.batch.pipeline import BatchJob, BatchOptions
-from mlbert.batch.writers import OutputFile
+from mlbert.io.writers import OutputFile
 job = BatchJob(BatchOptions(input=sys.argv[1], output=sys.argv[2], model=sys.argv[3], chunk_size=int(sys.argv[4]),
                             device="cpu", threads=1, resume=sys.argv[6] == "1"))
 job.prepare()
@@ -470,7 +470,7 @@ def test_stdin_resume_is_a_usage_error(golden_model):
 def test_cli_never_imports_torch_or_transformers(tmp_path, golden_model):
     path = _write(tmp_path / "in.csv", "csv", TEXTS)
     code = (
-        "import sys, mlbert.batch.cli, mlbert.batch.pipeline, mlbert.batch.runtime, mlbert.batch.readers, mlbert.batch.writers\n"
+        "import sys, mlbert.batch.cli, mlbert.batch.pipeline, mlbert.runtime.session, mlbert.io.readers, mlbert.io.writers\n"
         "try:\n"
         f"    mlbert.batch.cli.main([{str(path)!r}, '-m', {str(golden_model)!r}, '-o', {str(tmp_path / 'o.jsonl')!r}, '-q'])\n"
         "except SystemExit as e:\n"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mlbert.batch.bucketing import DEFAULT_MULTIPLE, batch_padding_waste, bucket_lengths, make_batches
-from mlbert.batch.errors import UsageError
+from mlbert.runtime.bucketing import DEFAULT_MULTIPLE, batch_padding_waste, bucket_lengths, make_batches
+from mlbert.errors import UsageError
 
 
 def test_bucket_lengths_round_up_to_multiple_and_cap():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlbert.batch.cpus import CpuFeatures, int8_note
+from mlbert.runtime.cpus import CpuFeatures, int8_note
 
 AVX512_CORE = {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"}
 ZEN3 = CpuFeatures("x86_64", frozenset({"avx2", "fma", "sse4_2"}), "AMD EPYC 7B13")

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from mlbert.batch.cli import cli
-from mlbert.batch.errors import UsageError
+from mlbert.errors import UsageError
 from mlbert.batch.inbox import DONE_SUFFIX, expand_inputs, output_name, plan
-from mlbert.batch.writers import OutputLock
+from mlbert.io.writers import OutputLock
 
 TEXTS = ["i am so happy today !", "what a terrible awful day", "wow , i love this", "no"]
 

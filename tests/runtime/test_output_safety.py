@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from mlbert.batch import writers
-from mlbert.batch.errors import OutputLocked
-from mlbert.batch.writers import OutputFile, OutputLock
+from mlbert.io import writers
+from mlbert.errors import OutputLocked
+from mlbert.io.writers import OutputFile, OutputLock
 from test_batch_cli import TEXTS, _write, run
 
 
@@ -136,7 +136,7 @@ def test_a_lock_file_removed_while_waiting_is_not_trusted(tmp_path, monkeypatch)
 
 def test_a_parquet_conversion_that_fails_leaves_no_half_file(tmp_path, golden_model, monkeypatch):
     pytest.importorskip("pyarrow")
-    from mlbert.batch import parquet_output
+    from mlbert.io import parquet_output
 
     source = _write(tmp_path / "in.csv", "csv", TEXTS)
     out = tmp_path / "out.parquet"

@@ -146,8 +146,8 @@ def test_without_pyarrow_parquet_is_one_line_naming_the_extra(tmp_path, golden_m
 
 def test_write_parquet_gathers_chunks_into_row_groups(tmp_path, monkeypatch):
     pa, pq = _pyarrow()
-    from mlbert.batch import parquet_output
-    from mlbert.batch.records import ChunkResult
+    from mlbert.io import parquet_output
+    from mlbert.io.records import ChunkResult
 
     monkeypatch.setattr(parquet_output, "ROW_GROUP_ROWS", 25)
     formatter = parquet_output.ParquetRecords(["id"], LABELS, np.full(4, 0.5))

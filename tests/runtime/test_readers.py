@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from mlbert.batch.errors import InputError, UsageError
-from mlbert.batch.readers import open_table
+from mlbert.errors import InputError, UsageError
+from mlbert.io.readers import open_table
 
 
 def write(tmp_path, name, data: bytes):

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from mlbert.batch.cli import cli
-from mlbert.batch.errors import ModelFileError
-from mlbert.batch.modelfile import ModelHeader, ValidationShares
-from mlbert.batch.preprocess import Preprocessing
-from mlbert.batch.report import PSI_BOUND, Tally, error_kind, label_rows, prometheus_text, psi
+from mlbert.errors import ModelFileError
+from mlbert.modelfile import ModelHeader, ValidationShares
+from mlbert.preprocess import Preprocessing
+from mlbert.batch.run_report import PSI_BOUND, Tally, error_kind, label_rows, prometheus_text, psi
 from test_batch_cli import KILLER, LABELS, TEXTS, _python, _write, records, run
 
 BAD_ROWS = (

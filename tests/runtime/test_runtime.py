@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from conftest import damaged_model_files
-from mlbert.batch.encoder import Encoder
-from mlbert.batch.errors import MlbError, ModelFileError, UsageError
-from mlbert.batch.cpus import available_cpus, cgroup_cpu_quota
+from mlbert.runtime.encoder import Encoder
+from mlbert.errors import MlbError, ModelFileError, UsageError
+from mlbert.runtime.cpus import available_cpus, cgroup_cpu_quota
 import threading
 
-from mlbert.batch.runtime import Predictor, cpu_streams, load_model, sigmoid
+from mlbert.runtime.session import Predictor, cpu_streams, load_model, sigmoid
 
 TEXTS = [
     "i am so happy today !",

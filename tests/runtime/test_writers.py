@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from mlbert.batch.errors import OutputLocked, UsageError
-from mlbert.batch.writers import (
+from mlbert.errors import OutputLocked, UsageError
+from mlbert.io.writers import (
     ChunkResult,
     OutputFile,
     OutputLock,
     RecordFormatter,
     escape_formula,
 )
-from mlbert.batch.formats import output_format
+from mlbert.io.formats import output_format
 
 LABELS = ["anger", "joy", "sadness"]
 THRESHOLDS = np.array([0.5, 0.3, 0.9], dtype=np.float32)

@@ -17,9 +17,9 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .card_metadata import CardFacts, card_facts, card_metadata, split_of
-from .report_document import atomic_write, format_number
-from .report_metrics import MAIN_METRICS, as_float, metric_sets, set_title
+from mlbert.trainer.report.card_metadata import CardFacts, card_facts, card_metadata, split_of
+from mlbert.trainer.report.document import atomic_write, format_number
+from mlbert.trainer.report.metric_sets import MAIN_METRICS, as_float, metric_sets, set_title
 
 CARD_FILE = "README.md"
 
@@ -150,7 +150,7 @@ USAGE_LINES: List[str] = [
     "```python",
     "import json, torch",
     "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-    "from mlbert.batch.preprocess import Preprocessing",
+    "from mlbert.preprocess import Preprocessing",
     "",
     "cfg = json.load(open(\"mlb.json\"))",
     "pre = Preprocessing.from_dict(cfg[\"preprocessing\"])",

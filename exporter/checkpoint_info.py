@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from ..batch.errors import ModelFileError, UsageError
-from ..batch.modelfile import CHECKPOINT_CONFIG_FILE, PROBLEM_TYPE, CheckpointConfig
-from ..batch.preprocess import Preprocessing
+from mlbert.errors import ModelFileError, UsageError
+from mlbert.modelfile import CHECKPOINT_CONFIG_FILE, PROBLEM_TYPE, CheckpointConfig
+from mlbert.preprocess import Preprocessing
 
 # Hugging Face checkpoints without mlb.json: the longest input mlb will assume.
 DEFAULT_MAX_LENGTH_CAP = 512

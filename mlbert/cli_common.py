@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import click
 
-from .errors import ExitCode, MlbError, first_line, raise_errors
+from mlbert.errors import ExitCode, MlbError, first_line, raise_errors
 
 CONTEXT_SETTINGS: Dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

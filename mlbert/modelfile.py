@@ -24,8 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
-from .errors import ModelFileError
-from .preprocess import Preprocessing
+from mlbert.errors import ModelFileError
+from mlbert.preprocess import Preprocessing
 
 FORMAT_NAME = "mlb"
 FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from .errors import MlbError, OutputLocked
+from mlbert.errors import MlbError, OutputLocked
 
 LOCK_SUFFIX = ".lock"
 

@@ -16,9 +16,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..batch.modelfile import CheckpointConfig
+from mlbert.modelfile import CheckpointConfig
 
-from .report_metrics import MAIN_METRICS, as_float, metric_sets
+from mlbert.trainer.report.metric_sets import MAIN_METRICS, as_float, metric_sets
 
 # Local copies with known hub names: the packaged base model, and data files or folders named after a
 # public dataset (goemotions/train.tsv, a SemEval-2018 E-c export), so the card can link the hub entries.

@@ -18,7 +18,7 @@ from typing import List
 
 import numpy as np
 
-from .errors import UsageError
+from mlbert.errors import UsageError
 
 # Padded lengths are multiples of this. Short texts (GoEmotions averages 19 tokens) make
 # padding costly in relative terms: replaying the bucketing on GoEmotions gave 16% padded

@@ -16,9 +16,9 @@ from typing import IO, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .decisions import labels_and_scores, threshold_vector
-from .errors import UsageError
-from .formats import normalise_format_name
+from mlbert.decisions import labels_and_scores, threshold_vector
+from mlbert.errors import UsageError
+from mlbert.io.formats import normalise_format_name
 
 SCORE_DECIMALS = 4
 LABEL_SEPARATOR = ";"
@@ -192,7 +192,7 @@ def make_formatter(fmt: str, id_names: Sequence[str], label_names: Sequence[str]
                    id_types: Optional[Dict[str, Any]] = None) -> Any:
     """The records' formatter for ``fmt``: ``RecordFormatter`` (text) or ``ParquetRecords`` (bytes)."""
     if normalise_format_name(fmt, writable=True) == "parquet":
-        from .parquet_output import ParquetRecords
+        from mlbert.io.parquet_output import ParquetRecords
 
         return ParquetRecords(id_names, label_names, thresholds, scores=scores, top_k=top_k, id_types=id_types)
     return RecordFormatter(fmt, id_names, label_names, thresholds, scores=scores, top_k=top_k)

@@ -32,15 +32,15 @@ from typing import Any, Callable, Iterator, List, Optional
 
 import numpy as np
 
-from .classifier import Classifier, load
-from .errors import MlbError, UsageError
-from .formats import detect_format
-from .pipeline import BatchJob, BatchOptions, chunks_of, parse_thresholds, split_chunk
-from .ray_cluster import RayOptions, start_ray
-from .ray_parquet import can_open_parquet, parquet_rows, parquet_slices
-from .ray_pool import ActorPool, ActorSpec, RayUnavailable, Work
-from .readers import open_table
-from .writers import ChunkResult, OutputFile
+from mlbert.runtime.classifier import Classifier, load
+from mlbert.errors import MlbError, UsageError
+from mlbert.io.formats import detect_format
+from mlbert.batch.pipeline import BatchJob, BatchOptions, chunks_of, parse_thresholds, split_chunk
+from mlbert.batch.ray.cluster import RayOptions, start_ray
+from mlbert.batch.ray.parquet import can_open_parquet, parquet_rows, parquet_slices
+from mlbert.batch.ray.pool import ActorPool, ActorSpec, RayUnavailable, Work
+from mlbert.io.readers import open_table
+from mlbert.io.writers import ChunkResult, OutputFile
 
 __all__ = ["RayBatchJob", "RayOptions", "default_batch_size"]
 

@@ -15,11 +15,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..batch.decisions import THRESHOLD_GRID
-from .metrics import f1_scores, predict
-from .report_document import atomic_write
-from .report_metrics import MAIN_METRICS
-from .thresholds import label_f1_curves
+from mlbert.decisions import THRESHOLD_GRID
+from mlbert.trainer.metrics import f1_scores, predict
+from mlbert.trainer.report.document import atomic_write
+from mlbert.trainer.report.metric_sets import MAIN_METRICS
+from mlbert.trainer.thresholds import label_f1_curves
 
 PLOTS_DIR = "report_plots"
 PLOTS_INDEX = "plots.json"

@@ -15,8 +15,8 @@ from typing import List, Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from .errors import ModelFileError
-from .modelfile import ModelHeader
+from mlbert.errors import ModelFileError
+from mlbert.modelfile import ModelHeader
 
 _PAD_CANDIDATES = ("[PAD]", "<pad>", "<|pad|>", "[pad]")
 

@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from .cpus import available_cpus
-from .errors import MlbError, UsageError, first_line
+from mlbert.runtime.cpus import available_cpus
+from mlbert.errors import MlbError, UsageError, first_line
 
 INSTALL_HINT = "pip install 'mlbert[ray]' (or pip install 'ray[data]>=2.40,<3')"
 # Ray's messages before the session's log folder is known wait here, then go to its file.

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
-from .bucketing import DEFAULT_TOKEN_BUDGET_CPU, DEFAULT_TOKEN_BUDGET_CUDA
+from mlbert.runtime.bucketing import DEFAULT_TOKEN_BUDGET_CPU, DEFAULT_TOKEN_BUDGET_CUDA
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -28,7 +28,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
-from .errors import InputError, MlbError, UsageError, first_line
+from mlbert.errors import InputError, MlbError, UsageError, first_line
 
 INSTALL_HINT = "pip install 'mlbert[cloud]'"
 # The fsspec implementation each scheme needs, named in the error when it is missing.

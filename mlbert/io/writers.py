@@ -23,12 +23,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
-from .errors import MlbError, UsageError
-from .outputlock import LOCK_SUFFIX, OutputLock
+from mlbert.errors import MlbError, UsageError
+from mlbert.io.lock import LOCK_SUFFIX, OutputLock
 # The record formats, used with OutputFile by every engine (and imported from here by older code).
-from .records import (ROW_ID, SCORE_DECIMALS, ChunkResult, RecordFormatter, escape_formula, make_formatter,
+from mlbert.io.records import (ROW_ID, SCORE_DECIMALS, ChunkResult, RecordFormatter, escape_formula, make_formatter,
                       output_columns)
-from .storage import check_output_url, is_url, make_staging_folder, staging_path, upload_atomic
+from mlbert.io.storage import check_output_url, is_url, make_staging_folder, staging_path, upload_atomic
 
 __all__ = ["ChunkResult", "RecordFormatter", "OutputFile", "OutputLock", "ResumePoint", "LOCK_SUFFIX",
            "PARTIAL_SUFFIX", "PROGRESS_SUFFIX", "ROW_ID", "SCORE_DECIMALS", "make_formatter", "output_columns",

@@ -31,7 +31,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .errors import ExitCode, InputError
+from mlbert.errors import ExitCode, InputError
 
 # Column names that hold the text, in order of preference (compared case-insensitively).
 TEXT_COLUMN_NAMES = (
@@ -245,7 +245,7 @@ def label_columns(
 ) -> LabelColumns:
     """Which columns hold the labels. ``taken`` are the text and id columns; ``names_known`` says
     label names were given (a names file), which hints at a list of ids."""
-    from .errors import UsageError
+    from mlbert.errors import UsageError
 
     if layout not in LAYOUTS:
         raise UsageError(f"layout {layout!r}: use one of {', '.join(LAYOUTS)}")

@@ -27,9 +27,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import __version__
-from .decisions import decide
-from .storage import is_url, write_bytes_atomic
+from mlbert import __version__
+from mlbert.decisions import decide
+from mlbert.io.storage import is_url, write_bytes_atomic
 
 REPORT_VERSION = 1
 # A label is flagged when the PSI of its predicted-positive share against the validation

@@ -27,12 +27,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, bucket_lengths, make_batches
-from .cpus import available_cpus, int8_note
-from .encoder import EncodedChunk, Encoder
-from .errors import MlbError, ModelFileError, UsageError, first_line
-from .modelfile import ModelHeader
-from .providers import CPU, DEVICES, PROVIDERS, Provider, provider_for
+from mlbert.runtime.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, bucket_lengths, make_batches
+from mlbert.runtime.cpus import available_cpus, int8_note
+from mlbert.runtime.encoder import EncodedChunk, Encoder
+from mlbert.errors import MlbError, ModelFileError, UsageError, first_line
+from mlbert.modelfile import ModelHeader
+from mlbert.runtime.providers import CPU, DEVICES, PROVIDERS, Provider, provider_for
 
 # A model: the path of an .onnx file, or its bytes (a Ray actor gets them through the object store).
 ModelSource = Union[str, os.PathLike, bytes]

@@ -19,11 +19,11 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .decisions import Thresholds, labels_and_scores, threshold_vector
-from .errors import UsageError
-from .modelfile import ModelHeader
-from .providers import default_token_budget
-from .runtime import LoadedModel, ModelSource, Predictor, load_model
+from mlbert.decisions import Thresholds, labels_and_scores, threshold_vector
+from mlbert.errors import UsageError
+from mlbert.modelfile import ModelHeader
+from mlbert.runtime.providers import default_token_budget
+from mlbert.runtime.session import LoadedModel, ModelSource, Predictor, load_model
 
 # Texts tokenized and scored at a time. mlb-batch reads its input in chunks of this many
 # rows, so the API and the CLI group rows the same way and give the same numbers; memory

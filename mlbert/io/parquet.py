@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .errors import InputError, MlbError, UsageError, first_line
-from .formats import FileFormat
-from .readers import Row, RowSource
-from .storage import failure_reason, is_url, open_input
+from mlbert.errors import InputError, MlbError, UsageError, first_line
+from mlbert.io.formats import FileFormat
+from mlbert.io.readers import Row, RowSource
+from mlbert.io.storage import failure_reason, is_url, open_input
 
 INSTALL_HINT = "pip install 'mlbert[parquet]'"
 

@@ -24,10 +24,10 @@ from typing import Any, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InputError, MlbError, first_line
-from .parquet import open_parquet_file
-from .pipeline import ROW_ID, split_chunk
-from .readers import Row
+from mlbert.errors import InputError, MlbError, first_line
+from mlbert.io.parquet import open_parquet_file
+from mlbert.batch.pipeline import ROW_ID, split_chunk
+from mlbert.io.readers import Row
 
 # Row groups an actor keeps after reading them: a chunk may span two groups, and the next
 # chunk the actor gets often starts in the second.

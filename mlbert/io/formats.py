@@ -14,8 +14,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import UsageError
-from .storage import name_part
+from mlbert.errors import UsageError
+from mlbert.io.storage import name_part
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,12 @@ def register_format(fmt: Format) -> Format:
     return fmt
 
 
-register_format(Format("csv", (".csv",), "mlbert.batch.readers:Table", writable=True))
-register_format(Format("tsv", (".tsv", ".tab"), "mlbert.batch.readers:Table", aliases=("tab",), writable=True))
-register_format(Format("jsonl", (".jsonl", ".ndjson", ".json"), "mlbert.batch.readers:Table",
+register_format(Format("csv", (".csv",), "mlbert.io.readers:Table", writable=True))
+register_format(Format("tsv", (".tsv", ".tab"), "mlbert.io.readers:Table", aliases=("tab",), writable=True))
+register_format(Format("jsonl", (".jsonl", ".ndjson", ".json"), "mlbert.io.readers:Table",
                        aliases=("ndjson", "json"), writable=True))
-register_format(Format("text", (".txt", ".text"), "mlbert.batch.readers:Table", aliases=("txt",), tabular=False))
-register_format(Format("parquet", (".parquet", ".pq"), "mlbert.batch.parquet:ParquetTable", aliases=("pq",),
+register_format(Format("text", (".txt", ".text"), "mlbert.io.readers:Table", aliases=("txt",), tabular=False))
+register_format(Format("parquet", (".parquet", ".pq"), "mlbert.io.parquet:ParquetTable", aliases=("pq",),
                        writable=True, compressed=True))
 
 

@@ -26,9 +26,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .report_document import REPORT_MD, Document
-from .report_metrics import metric_sets, metrics_rows, set_title
-from .report_plots import (
+from mlbert.trainer.report.document import REPORT_MD, Document
+from mlbert.trainer.report.metric_sets import metric_sets, metrics_rows, set_title
+from mlbert.trainer.report.plots import (
     PLOTS_DIR,
     Plot,
     cooccurrence_matrix,
@@ -167,7 +167,7 @@ def _write_training_report(output_dir: str) -> str:
 
 def _read_training_output(output_dir: str, notes: List[str]) -> Tuple[Any, Any, Any, Dict[str, np.ndarray]]:
     """(``mlb.json`` as ``CheckpointConfig``, metrics, history, prediction arrays); what fails is noted, not raised."""
-    from ..batch.modelfile import CheckpointConfig
+    from mlbert.modelfile import CheckpointConfig
 
     config = None
     try:
@@ -299,7 +299,7 @@ def _add_per_label_results(
 
 def _add_model_card(doc: Document, output_dir: str, notes: List[str]) -> None:
     try:
-        from .model_card import write_model_card
+        from mlbert.trainer.report.model_card import write_model_card
 
         card = write_model_card(output_dir)
         doc.paragraph(f"Model card: `{os.path.basename(card)}`.")

@@ -27,11 +27,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import __version__
-from .decisions import labels_and_scores
-from .errors import UsageError
-from .parquet import INSTALL_HINT
-from .records import ROW_ID, ChunkFormatter, ChunkResult
+from mlbert import __version__
+from mlbert.decisions import labels_and_scores
+from mlbert.errors import UsageError
+from mlbert.io.parquet import INSTALL_HINT
+from mlbert.io.records import ROW_ID, ChunkFormatter, ChunkResult
 
 # Chunks are gathered into row groups of at least this many rows: readers of Parquet
 # prefer row groups of many rows, and an output row is small (ids, labels, scores).

@@ -14,9 +14,9 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..batch.bucketing import make_batches
-from ..batch.errors import ModelFileError, first_line
-from ..batch.providers import CPU_PROVIDER
+from mlbert.runtime.bucketing import make_batches
+from mlbert.errors import ModelFileError, first_line
+from mlbert.runtime.providers import CPU_PROVIDER
 
 # Padded tokens per batch when the caller names none: the CPU's default, as for mlb-batch.
 DEFAULT_TOKEN_BUDGET = CPU_PROVIDER.token_budget

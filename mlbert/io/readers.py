@@ -17,9 +17,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional
 
-from .errors import InputError
-from .formats import FileFormat, detect_format, reader_class
-from .storage import open_input
+from mlbert.errors import InputError
+from mlbert.io.formats import FileFormat, detect_format, reader_class
+from mlbert.io.storage import open_input
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"

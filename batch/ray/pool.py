@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .classifier import load
-from .errors import MlbError, first_line, raise_errors
+from mlbert.runtime.classifier import load
+from mlbert.errors import MlbError, first_line, raise_errors
 
 # How many actors may die (their node still alive) while holding the same chunk before the
 # run stops: such a chunk is likely what kills them.

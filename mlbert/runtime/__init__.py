@@ -1,0 +1,1 @@
+"""The model runtime: onnxruntime sessions, tokenization, batching, providers, CPUs, the Classifier."""
