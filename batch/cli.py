@@ -164,7 +164,7 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
         chunk_size: int, resume: bool, redo: bool, engine: str, ray_address: Optional[str],
         ray_concurrency: Optional[int], ray_batch_size: Optional[int], staging_dir: Optional[str],
         report_json: Optional[str], report_prom: Optional[str], quiet: bool) -> int:
-    from mlbert.batch.pipeline import BatchOptions
+    from mlbert.batch.job import BatchOptions
 
     options = BatchOptions(
         input=inputs[0], output=output, model=model, format=format_, header=header, text_column=text_column,
@@ -233,7 +233,7 @@ class _Reports:
             code, status, message = ExitCode.FAILURE, "failed", first_line(exc)
         summary = getattr(job, "result", None) or getattr(job, "summary", None)
         if summary is None:  # stopped before a job existed (no input matched, an option refused)
-            from mlbert.batch.pipeline import Summary
+            from mlbert.batch.job import Summary
 
             summary = Summary(output=self.where["output"])
         try:

@@ -29,9 +29,11 @@ from mlbert.io import storage
 from mlbert.errors import ExitCode, MlbError, OutputLocked, UsageError, raise_errors
 from mlbert.io.formats import FORMATS, main_extensions, output_format, readable_by_name
 from mlbert.batch.fingerprint import job_fingerprint
-from mlbert.batch.pipeline import BatchJob, BatchOptions, ProgressCallback, Summary
+from mlbert.batch.job import BatchOptions, ProgressCallback, Summary
+from mlbert.batch.pipeline import BatchJob
 from mlbert.batch.run_report import Tally
-from mlbert.io.writers import LOCK_SUFFIX, PARTIAL_SUFFIX, PROGRESS_SUFFIX
+from mlbert.io.lock import LOCK_SUFFIX
+from mlbert.io.writers import PARTIAL_SUFFIX, PROGRESS_SUFFIX
 
 DONE_SUFFIX = ".done"
 DONE_VERSION = 1

@@ -279,7 +279,7 @@ def run_facts(job: Any, summary: Any, *, inputs: Sequence[str], output: str, mod
               exit_code: int, status: str, error: Optional[str] = None) -> RunFacts:
     """``RunFacts`` from the CLI's runner (``BatchJob`` or ``InboxRun``) and its summary.
 
-    ``summary`` is a ``pipeline.Summary`` (one file) or an ``inbox.InboxSummary`` (several),
+    ``summary`` is a ``job.Summary`` (one file) or an ``inbox.InboxSummary`` (several),
     as far as the run got; both carry rows, errors, seconds, provider and a ``Tally``.
     """
     files = None

@@ -180,7 +180,7 @@ def worker_optimum(args) -> Dict[str, Any]:
 def worker_mlb_model(args) -> Dict[str, Any]:
     """mlb's model time alone: the texts are read and tokenized first (timed apart), then only
     the bucketed onnxruntime batches are timed, chunk by chunk exactly as mlb-batch runs them."""
-    from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
+    from mlbert.runtime.classifier import DEFAULT_CHUNK_SIZE
     from mlbert.runtime.providers import default_token_budget
     from mlbert.runtime.session import Predictor, load_model
 
@@ -295,7 +295,7 @@ def computed_tokens(name: str, lengths, max_length: int) -> int:
     import numpy as np
 
     from mlbert.runtime.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
-    from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
+    from mlbert.runtime.classifier import DEFAULT_CHUNK_SIZE
 
     lengths = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
     if name == "recipe":
@@ -324,7 +324,7 @@ def padding_alternatives(lengths, max_length: int) -> List[Dict[str, Any]]:
     import numpy as np
 
     from mlbert.runtime.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, DEFAULT_TOKEN_BUDGET_CPU, bucket_lengths, make_batches
-    from mlbert.batch.pipeline import DEFAULT_CHUNK_SIZE
+    from mlbert.runtime.classifier import DEFAULT_CHUNK_SIZE
 
     lengths = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
     real = int(lengths.sum())

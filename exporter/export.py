@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from mlbert.errors import MlbError, ModelFileError, UsageError, first_line
+from mlbert.errors import MlbError, ModelFileError, UsageError, library_step
 from mlbert.modelfile import CheckpointConfig, ModelHeader, attach_header
 from mlbert.io.storage import umask_file_mode
 
@@ -244,19 +244,14 @@ def _onnx_export(model: Any, folder: str, out_dir: str, opset: Optional[int]) ->
     """optimum's exporter from the loaded model (dynamic batch/sequence axes are its default)."""
     from optimum.exporters.onnx import onnx_export_from_model
 
-    try:
-        with warnings.catch_warnings():
-            # The tracer's notes about constants in attention-mask code are expected for
-            # BERT-like encoders; the verification step is what tells a real problem.
-            warnings.simplefilter("ignore")
-            onnx_export_from_model(
-                model, output=out_dir, task=TASK, opset=opset, do_validation=False, device="cpu",
-                no_dynamic_axes=False,
-            )
-    except MlbError:
-        raise
-    except Exception as exc:
-        raise MlbError(f"{folder}: optimum's ONNX export failed ({first_line(exc)})") from None
+    with library_step(f"{folder}: optimum's ONNX export"), warnings.catch_warnings():
+        # The tracer's notes about constants in attention-mask code are expected for
+        # BERT-like encoders; the verification step is what tells a real problem.
+        warnings.simplefilter("ignore")
+        onnx_export_from_model(
+            model, output=out_dir, task=TASK, opset=opset, do_validation=False, device="cpu",
+            no_dynamic_axes=False,
+        )
     path = os.path.join(out_dir, "model.onnx")
     if not os.path.exists(path):
         raise MlbError(f"{folder}: optimum's ONNX export wrote no model.onnx")

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
-from mlbert.errors import MlbError, UsageError, first_line
+from mlbert.errors import MlbError, UsageError, library_step
 
 QUANTIZE_MODES = ("none", "int8")
 OPTIMIZE_LEVELS = ("O1", "O2", "O3", "O4")
@@ -109,7 +109,7 @@ def fuse_encoder(src: str, dst: str, hf_config: Mapping[str, Any], attention: bo
 
     options = FusionOptions("bert")
     options.enable_attention = attention
-    with onnx_step("transformer fusions"):
+    with library_step("transformer fusions"):
         optimized = optimize_model(src, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
                                    use_gpu=False, optimization_options=options)
         counts = {op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n}
@@ -123,7 +123,7 @@ def quantize_int8(src: str, dst: str, scheme: Int8Scheme) -> Dict[str, Any]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with onnx_step(f"int8 quantization ({scheme.name} scheme)"), _quiet_root_logger():
+    with library_step(f"int8 quantization ({scheme.name} scheme)"), _quiet_root_logger():
         quantize_dynamic(
             src, dst,
             weight_type=QuantType.QInt8 if scheme.weights == "int8" else QuantType.QUInt8,
@@ -172,7 +172,7 @@ def optimize_graph(onnx_dir: str, file_name: str, save_dir: str, level: str) -> 
     config = AutoOptimizationConfig.with_optimization_level(level)
     if level == "O4":
         config.optimize_for_gpu = True
-    with onnx_step(f"graph optimization {level}"):
+    with library_step(f"graph optimization {level}"):
         optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=[file_name])
         optimizer.optimize(save_dir=save_dir, optimization_config=config)
     path = _single_onnx(save_dir, exclude=())
@@ -197,17 +197,6 @@ def _quiet_root_logger() -> Iterator[None]:
         yield
     finally:
         logging.disable(previous)
-
-
-@contextmanager
-def onnx_step(what: str) -> Iterator[None]:
-    """optimum and onnxruntime's tools raise whatever their backends raise; the user gets one line naming the step."""
-    try:
-        yield
-    except MlbError:
-        raise
-    except Exception as exc:
-        raise MlbError(f"{what} failed ({first_line(exc)})") from None
 
 
 def _single_onnx(folder: str, exclude: Sequence[str]) -> str:

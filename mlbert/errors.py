@@ -8,8 +8,9 @@ here once and every command and library module takes them from here.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from enum import IntEnum
-from typing import Optional
+from typing import Iterator, Optional, Type
 
 
 class ExitCode(IntEnum):
@@ -81,3 +82,20 @@ class OutputLocked(MlbError):
     """Another mlb-batch run holds the lock on this output."""
 
     exit_code = ExitCode.LOCKED
+
+
+@contextmanager
+def library_step(what: str, error: Type[MlbError] = MlbError) -> Iterator[None]:
+    """Run a call into a library (optimum, onnxruntime, its tools) as one named step.
+
+    Those libraries raise whatever their backends raise, with multi-line messages and
+    tracebacks; the user gets ``error("<what> failed (<first line>)")`` instead. mlb's own
+    errors pass through unchanged, so a step may raise a more precise one itself.
+    """
+    try:
+        yield
+    except MlbError:
+        raise
+    except Exception as exc:
+        raise error(f"{what} failed ({first_line(exc)})") from None
+

@@ -5,7 +5,7 @@ import pytest
 from mlbert.io import columns
 from mlbert.errors import ExitCode, InputError
 from mlbert.io.readers import open_table
-from mlbert.batch.pipeline import pick_id_columns, pick_text_column
+from mlbert.batch.job import pick_id_columns, pick_text_column
 from mlbert.trainer.data import read_labelled_file
 
 

@@ -19,7 +19,7 @@ pytest.importorskip("ray")
 
 from mlbert.batch.cli import cli  # noqa: E402
 from mlbert.errors import MlbError, UsageError  # noqa: E402
-from mlbert.batch.pipeline import BatchOptions  # noqa: E402
+from mlbert.batch.job import BatchOptions  # noqa: E402
 from mlbert.batch.ray.cluster import ray_module  # noqa: E402
 from mlbert.batch.ray.engine import RayBatchJob, RayOptions, default_batch_size  # noqa: E402
 

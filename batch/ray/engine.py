@@ -2,7 +2,7 @@
 
 Why it is built this way: "rows in == rows out" and byte-identical output matter more
 than raw speed. The driver reads the input with the same readers and cuts it into the
-same chunks as the local engine (``pipeline.split_chunk``: same ids, same error records);
+same chunks as the local engine (``job.split_chunk``: same ids, same error records);
 only the texts of each chunk travel to an actor (``ray_pool.ActorPool``), which scores
 the whole chunk in one ``Classifier.predict_proba`` call exactly as the local engine does.
 A Parquet input is not even read by the driver: its footer gives the chunk boundaries and
@@ -35,12 +35,14 @@ import numpy as np
 from mlbert.runtime.classifier import Classifier, load
 from mlbert.errors import MlbError, UsageError
 from mlbert.io.formats import detect_format
-from mlbert.batch.pipeline import BatchJob, BatchOptions, chunks_of, parse_thresholds, split_chunk
+from mlbert.batch.job import BatchOptions, chunks_of, parse_thresholds, split_chunk
+from mlbert.batch.pipeline import BatchJob
 from mlbert.batch.ray.cluster import RayOptions, start_ray
 from mlbert.batch.ray.parquet import can_open_parquet, parquet_rows, parquet_slices
 from mlbert.batch.ray.pool import ActorPool, ActorSpec, RayUnavailable, Work
 from mlbert.io.readers import open_table
-from mlbert.io.writers import ChunkResult, OutputFile
+from mlbert.io.records import ChunkResult
+from mlbert.io.writers import OutputFile
 
 __all__ = ["RayBatchJob", "RayOptions", "default_batch_size"]
 

@@ -5,7 +5,7 @@ holds, so the driver can cut the file into the local engine's chunks (fixed row 
 the first row) without reading a single value, and send each actor only "rows a..b of this
 file". The actor reads the row groups that hold them (only the text and id columns), makes
 the same ``Row`` records ``parquet.ParquetTable`` makes and splits them with the same
-``pipeline.split_chunk``, so ids, error records and probabilities are the local engine's,
+``job.split_chunk``, so ids, error records and probabilities are the local engine's,
 byte for byte. Ray Data's ``read_parquet`` is not used: its blocks do not fall on the chunk
 boundaries, and the chunking decides the probabilities of an int8 model (dynamic
 quantization scales each batch).
@@ -26,7 +26,8 @@ import numpy as np
 
 from mlbert.errors import InputError, MlbError, first_line
 from mlbert.io.parquet import open_parquet_file
-from mlbert.batch.pipeline import ROW_ID, split_chunk
+from mlbert.batch.job import split_chunk
+from mlbert.io.records import ROW_ID
 from mlbert.io.readers import Row
 
 # Row groups an actor keeps after reading them: a chunk may span two groups, and the next

@@ -3,16 +3,18 @@
 One table of formats decides what a file name means, which names ``--format`` and
 ``--output-format`` accept, which files an inbox folder picks up, and which reader opens a
 file, so ``mlb-train``, ``mlb-eval`` and ``mlb-batch`` never disagree about a file. A new
-input format is one ``register_format`` entry here naming its reader class
-(``"module:Class"``, imported only when such a file is opened, so an optional dependency
-such as pyarrow stays optional).
+format is one ``register_format`` entry here naming everything it needs: its reader class,
+and for an output format its records' formatter and the finisher that turns the finished
+partial file into the output (each ``"module:name"``, imported only when such a file is
+opened or written, so an optional dependency such as pyarrow stays optional and no module
+of ``mlbert.io`` imports another's format back).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlbert.errors import UsageError
 from mlbert.io.storage import name_part
@@ -23,7 +25,9 @@ class Format:
     """One file format.
 
     ``reader``: "module:Class" of its reader (``readers.Table``'s interface). ``writable``:
-    ``mlb-batch`` can write its records in it. ``tabular``: rows have named columns (plain
+    ``mlb-batch`` can write its records in it, with ``formatter`` ("module:Class", a
+    ``records.ChunkFormatter`` built by ``from_options``) and, when the records need a last
+    step once every row is written, ``finisher`` ("module:function(partial, target)"). ``tabular``: rows have named columns (plain
     text has one text per line, so it cannot hold labels). ``compressed``: compresses
     itself, so a ``.gz`` around it is refused.
     """
@@ -35,6 +39,8 @@ class Format:
     writable: bool = False
     tabular: bool = True
     compressed: bool = False
+    formatter: str = "mlbert.io.records:RecordFormatter"
+    finisher: Optional[str] = None
 
 
 FORMATS: Dict[str, Format] = {}
@@ -54,7 +60,8 @@ register_format(Format("jsonl", (".jsonl", ".ndjson", ".json"), "mlbert.io.reade
                        aliases=("ndjson", "json"), writable=True))
 register_format(Format("text", (".txt", ".text"), "mlbert.io.readers:Table", aliases=("txt",), tabular=False))
 register_format(Format("parquet", (".parquet", ".pq"), "mlbert.io.parquet:ParquetTable", aliases=("pq",),
-                       writable=True, compressed=True))
+                       writable=True, compressed=True, formatter="mlbert.io.parquet_output:ParquetRecords",
+                       finisher="mlbert.io.parquet_output:write_parquet"))
 
 
 @dataclass(frozen=True)
@@ -144,8 +151,26 @@ def output_format(path: str, explicit: Optional[str] = None) -> str:
     return fmt.name if fmt is not None and fmt.writable else "jsonl"
 
 
+def _imported(reference: str) -> Any:
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
 def reader_class(file_format: FileFormat) -> Any:
     """The reader class registered for ``file_format`` (imported now)."""
-    fmt = FORMATS[file_format.format]
-    module_name, _, attribute = fmt.reader.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    return _imported(FORMATS[file_format.format].reader)
+
+
+def make_formatter(fmt: str, id_names: Sequence[str], label_names: Sequence[str], thresholds: Any,
+                   scores: bool = True, top_k: Optional[int] = None,
+                   id_types: Optional[Dict[str, Any]] = None) -> Any:
+    """The records' formatter registered for output format ``fmt`` (text records or Parquet's bytes)."""
+    name = normalise_format_name(fmt, writable=True)
+    return _imported(FORMATS[name].formatter).from_options(name, id_names, label_names, thresholds, scores=scores,
+                                                           top_k=top_k, id_types=id_types)
+
+
+def finisher(fmt: str) -> Optional[Callable[[str, str], None]]:
+    """What turns the finished partial file into the output for ``fmt`` (Parquet's conversion), or None."""
+    reference = FORMATS[normalise_format_name(fmt, writable=True)].finisher
+    return _imported(reference) if reference else None

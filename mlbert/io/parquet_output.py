@@ -82,6 +82,13 @@ class ParquetRecords(ChunkFormatter):
                     "written_by": f"mlb-batch {__version__}"}
         self.schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata).encode("utf-8")})
 
+
+    @classmethod
+    def from_options(cls, fmt: str, id_names: Sequence[str], label_names: Sequence[str], thresholds: np.ndarray, *,
+                     scores: bool = True, top_k: Optional[int] = None,
+                     id_types: Optional[Dict[str, Any]] = None) -> "ParquetRecords":
+        return cls(id_names, label_names, thresholds, scores=scores, top_k=top_k, id_types=id_types)
+
     def header(self) -> bytes:
         """The stream's schema message: the first bytes of ``OUTPUT.partial``."""
         return self.schema.serialize().to_pybytes()

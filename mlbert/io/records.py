@@ -1,8 +1,8 @@
 """What one output record looks like: JSON lines, CSV and TSV records from scored chunks.
 
 The formatters turn a ``ChunkResult`` (a chunk's rows in input order: ids, errors,
-probabilities) into the text of its records; ``make_formatter`` picks the formatter of an
-output format (Parquet's, with the same interface, is ``parquet_output.ParquetRecords``).
+probabilities) into the text of its records; ``formats.make_formatter`` picks the formatter
+an output format registers (Parquet's, with the same interface, is ``parquet_output.ParquetRecords``).
 Where the records go (partial file, checkpoints, publication) is ``writers``.
 """
 
@@ -101,6 +101,13 @@ class ChunkFormatter:
         self.top_k = top_k
         self.columns = output_columns(self.id_names, self.label_names)
 
+    @classmethod
+    def from_options(cls, fmt: str, id_names: Sequence[str], label_names: Sequence[str], thresholds: np.ndarray, *,
+                     scores: bool = True, top_k: Optional[int] = None,
+                     id_types: Optional[Dict[str, Any]] = None) -> "ChunkFormatter":
+        """The formatter for output format ``fmt`` (``formats.make_formatter`` calls this)."""
+        raise NotImplementedError
+
 
 class RecordFormatter(ChunkFormatter):
     """Turns chunk results into the bytes of JSONL / CSV / TSV records."""
@@ -121,7 +128,15 @@ class RecordFormatter(ChunkFormatter):
         self.score_columns = self.columns.score_columns
         self.row_column = ["row"] if self.columns.row_column else []
 
+    @classmethod
+    def from_options(cls, fmt: str, id_names: Sequence[str], label_names: Sequence[str], thresholds: np.ndarray, *,
+                     scores: bool = True, top_k: Optional[int] = None,
+                     id_types: Optional[Dict[str, Any]] = None) -> "RecordFormatter":
+        """Text records keep every id as text, so ``id_types`` is not needed."""
+        return cls(fmt, id_names, label_names, thresholds, scores=scores, top_k=top_k)
+
     # ---- CSV / TSV -----------------------------------------------------------------
+
     def _csv_writer(self, buffer: IO[str]):
         return csv.writer(buffer, delimiter="," if self.fmt == "csv" else "\t", lineterminator="\n")
 
@@ -185,14 +200,3 @@ class RecordFormatter(ChunkFormatter):
                 k += 1
             writer.writerow(cells)
         return buffer.getvalue()
-
-
-def make_formatter(fmt: str, id_names: Sequence[str], label_names: Sequence[str], thresholds: np.ndarray,
-                   scores: bool = True, top_k: Optional[int] = None,
-                   id_types: Optional[Dict[str, Any]] = None) -> Any:
-    """The records' formatter for ``fmt``: ``RecordFormatter`` (text) or ``ParquetRecords`` (bytes)."""
-    if normalise_format_name(fmt, writable=True) == "parquet":
-        from mlbert.io.parquet_output import ParquetRecords
-
-        return ParquetRecords(id_names, label_names, thresholds, scores=scores, top_k=top_k, id_types=id_types)
-    return RecordFormatter(fmt, id_names, label_names, thresholds, scores=scores, top_k=top_k)

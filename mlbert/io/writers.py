@@ -24,15 +24,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
 from mlbert.errors import MlbError, UsageError
-from mlbert.io.lock import LOCK_SUFFIX, OutputLock
-# The record formats, used with OutputFile by every engine (and imported from here by older code).
-from mlbert.io.records import (ROW_ID, SCORE_DECIMALS, ChunkResult, RecordFormatter, escape_formula, make_formatter,
-                      output_columns)
 from mlbert.io.storage import check_output_url, is_url, make_staging_folder, staging_path, upload_atomic
 
-__all__ = ["ChunkResult", "RecordFormatter", "OutputFile", "OutputLock", "ResumePoint", "LOCK_SUFFIX",
-           "PARTIAL_SUFFIX", "PROGRESS_SUFFIX", "ROW_ID", "SCORE_DECIMALS", "make_formatter", "output_columns",
-           "escape_formula"]
 
 PARTIAL_SUFFIX = ".partial"
 PROGRESS_SUFFIX = ".progress"

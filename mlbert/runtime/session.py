@@ -30,7 +30,7 @@ import numpy as np
 from mlbert.runtime.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, bucket_lengths, make_batches
 from mlbert.runtime.cpus import available_cpus, int8_note
 from mlbert.runtime.encoder import EncodedChunk, Encoder
-from mlbert.errors import MlbError, ModelFileError, UsageError, first_line
+from mlbert.errors import MlbError, ModelFileError, UsageError, first_line, library_step
 from mlbert.modelfile import ModelHeader
 from mlbert.runtime.providers import CPU, DEVICES, PROVIDERS, Provider, provider_for
 
@@ -352,12 +352,8 @@ class Predictor:
             rows, length = 1, min(16, self.header.max_length)
         ids = np.full((rows, length), self.encoder.pad_id, dtype=np.int64)
         mask = np.ones((rows, length), dtype=np.int64)
-        try:
+        with library_step("the model's warm-up batch", ModelFileError):
             logits = self.logits_for(EncodedChunk(ids, mask, np.full(rows, length, dtype=np.int64), self.encoder.pad_id))
-        except MlbError:
-            raise
-        except Exception as exc:
-            raise ModelFileError(f"the model failed on a warm-up batch ({first_line(exc)})") from None
         if logits.ndim != 2 or logits.shape != (rows, self.num_labels):
             raise ModelFileError(
                 f"the model returned scores of shape {tuple(logits.shape)} for {rows} rows; expected "

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mlbert.errors import InputError
-from mlbert.batch.pipeline import clean_text
+from mlbert.batch.job import clean_text
 from mlbert.io.readers import BINARY_SHARE, binary_share, open_table
 from test_batch_cli import TEXTS, records, run
 

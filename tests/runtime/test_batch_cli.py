@@ -22,9 +22,10 @@ from click.testing import CliRunner
 import mlbert
 from conftest import damaged_model_files
 from mlbert.batch.cli import cli
-from mlbert.batch.pipeline import BatchJob, BatchOptions, parse_thresholds
+from mlbert.batch.job import BatchOptions, parse_thresholds
+from mlbert.batch.pipeline import BatchJob
 from mlbert.errors import UsageError
-from mlbert.io.writers import SCORE_DECIMALS
+from mlbert.io.records import SCORE_DECIMALS
 
 TEXTS = [
     "i am so happy today !",
@@ -308,7 +309,7 @@ def test_csv_output_file_escapes_formulas(tmp_path, golden_model):
 
 
 def test_lock_held_exits_with_its_own_code(tmp_path, golden_model):
-    from mlbert.io.writers import OutputLock
+    from mlbert.io.lock import OutputLock
 
     path = _write(tmp_path / "in.csv", "csv", TEXTS)
     out = tmp_path / "out.jsonl"
@@ -381,7 +382,8 @@ def test_device_cuda_fails_clearly_here(tmp_path, golden_model):
 # Runs a job and SIGKILLs itself after chunk argv[5] (never with -1); argv: input output model chunk_size at resume.
 KILLER = """
 import os, signal, sys
-from mlbert.batch.pipeline import BatchJob, BatchOptions
+from mlbert.batch.job import BatchOptions
+from mlbert.batch.pipeline import BatchJob
 from mlbert.io.writers import OutputFile
 job = BatchJob(BatchOptions(input=sys.argv[1], output=sys.argv[2], model=sys.argv[3], chunk_size=int(sys.argv[4]),
                             device="cpu", threads=1, resume=sys.argv[6] == "1"))

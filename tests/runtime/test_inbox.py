@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from mlbert.batch.cli import cli
 from mlbert.errors import UsageError
 from mlbert.batch.inbox import DONE_SUFFIX, expand_inputs, output_name, plan
-from mlbert.io.writers import OutputLock
+from mlbert.io.lock import OutputLock
 
 TEXTS = ["i am so happy today !", "what a terrible awful day", "wow , i love this", "no"]
 

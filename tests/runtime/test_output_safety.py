@@ -10,7 +10,8 @@ import pytest
 
 from mlbert.io import writers
 from mlbert.errors import OutputLocked
-from mlbert.io.writers import OutputFile, OutputLock
+from mlbert.io.lock import OutputLock
+from mlbert.io.writers import OutputFile
 from test_batch_cli import TEXTS, _write, run
 
 

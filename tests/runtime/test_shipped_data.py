@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from mlbert.batch.cli import cli
 from mlbert.runtime.session import Predictor, load_model
-from mlbert.io.writers import SCORE_DECIMALS
+from mlbert.io.records import SCORE_DECIMALS
 
 SPLITS = {"train": 43_410, "dev": 5_426, "test": 5_427}
 

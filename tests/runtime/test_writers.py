@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 
 from mlbert.errors import OutputLocked, UsageError
-from mlbert.io.writers import (
-    ChunkResult,
-    OutputFile,
-    OutputLock,
-    RecordFormatter,
-    escape_formula,
-)
+from mlbert.io.lock import OutputLock
+from mlbert.io.records import ChunkResult, RecordFormatter, escape_formula
+from mlbert.io.writers import OutputFile
 from mlbert.io.formats import output_format
 
 LABELS = ["anger", "joy", "sadness"]
