@@ -10,6 +10,7 @@ with SIGKILL, as a preempted machine would be. Marked slow (about a minute); CI 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,10 @@ ROWS, BATCH = 6000, 20
 # Nodes are declared dead after ~1.5 s without a health check, not Ray's default ~30 s.
 FAST_HEALTH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3, "health_check_timeout_ms": 500}
 RUN_TIMEOUT = 180
+# MLB_RAY_ACTOR_WAIT of the run that loses its only node: long enough for the actor of the
+# previous test's driver to be released so that this run's actor can start (slow on a loaded
+# machine), short enough that giving up after the loss costs the test little.
+ACTOR_WAIT = 20
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +70,23 @@ def workers(cluster, count: int) -> None:
 
 def kill_node(cluster) -> None:
     cluster.cluster.remove_node(cluster.workers.pop(), allow_graceful=False)
+
+
+def kill_node_mid_run(cluster, driver: subprocess.Popen) -> None:
+    """Kill a worker node while the run still has most of its chunks to score.
+
+    The driver is paused (SIGSTOP) from before the kill until Ray has declared the node dead
+    (FAST_HEALTH: about 1.5 s), then resumed: on a fast machine the 6,000 rows take well under
+    a second, so without the pause the run could finish before Ray notices the loss and the test
+    would check nothing. The actors keep what they were given; the driver, resumed, meets the
+    lost actor and its chunk exactly as it would on a slower run.
+    """
+    driver.send_signal(signal.SIGSTOP)
+    try:
+        kill_node(cluster)
+        time.sleep(4 * FAST_HEALTH["health_check_period_ms"] * FAST_HEALTH["health_check_failure_threshold"] / 1000)
+    finally:
+        driver.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -136,13 +158,13 @@ def test_a_lost_node_costs_only_its_chunk_and_the_bytes_stay_the_same(cluster, t
     out = tmp_path / "out.jsonl"
     driver = start_driver(cluster, texts, out, varied_int8_onnx)
     when_written(driver, out, 10 * BATCH)
-    kill_node(cluster)
+    kill_node_mid_run(cluster, driver)
     code, stdout, stderr = finish(driver)
     assert code == 0, stderr
     assert out.read_bytes() == reference
     lines = stderr.splitlines()
     assert stdout == "" and all(line.startswith("mlb-batch: ") for line in lines), stderr  # nothing of Ray's
-    assert any(" lost (" in line and "retried" in line for line in lines), stderr
+    assert any(" lost with its node (" in line and "retried on the remaining actors" in line for line in lines), stderr
     summary = lines[-1]
     assert f"{ROWS} rows, 0 errors" in summary and f"{BATCH}-row batches; 2 actors scored rows: " in summary, summary
     per_actor = summary.split("scored rows: ")[1].split(")")[0].split(", ")
@@ -155,9 +177,9 @@ def test_no_actor_left_is_one_line_and_resume_finishes_the_same_bytes(cluster, t
     workers(cluster, 1)
     out = tmp_path / "out.jsonl"
     out.write_bytes(b"the previous night's output\n")
-    driver = start_driver(cluster, texts, out, varied_int8_onnx, env={"MLB_RAY_ACTOR_WAIT": "3"})
+    driver = start_driver(cluster, texts, out, varied_int8_onnx, env={"MLB_RAY_ACTOR_WAIT": str(ACTOR_WAIT)})
     when_written(driver, out, 10 * BATCH)
-    kill_node(cluster)
+    kill_node_mid_run(cluster, driver)
     code, stdout, stderr = finish(driver)
     assert code == 1 and stdout == ""
     assert len(stderr.splitlines()) == 1, stderr
