@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "runs" / "BENCHMARKS-batch.md"  # a scratch table; docs/BENCHMARKS.md is the published one
@@ -147,50 +147,64 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.token_budget:
         extra += ["--token-budget", str(args.token_budget)]
 
+    results = time_models(models, args.data, sizes, extra)
+    table = results_table(results)
+    print("\n".join(table))
+    if args.write_doc:
+        write_doc(table, extra, "python benchmarks/bench_batch.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    return 0
+
+
+def time_models(models: Dict[str, Path], source: Path, sizes: List[int], extra: List[str]) -> List[Dict[str, Any]]:
+    """Each model on each input size, one mlb-batch process per run."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for rows in sizes:
-            data = make_input(args.data, rows, folder)
+            data = make_input(source, rows, folder)
             for name, model in models.items():
                 r = run_once(model, data, folder / "out.jsonl", extra)
                 r.update(model=name, size_mb=model.stat().st_size / 1e6)
                 results.append(r)
                 print(f"{name:>6} {rows:>8} rows  {r['seconds']:8.1f} s  {r['rows_per_s']:8.0f} rows/s  "
                       f"peak RSS {r['peak_rss_mib']:7.0f} MiB", flush=True)
+    return results
 
-    cpu = cpu_model_name()
+
+def results_table(results: List[Dict[str, Any]]) -> List[str]:
     table = ["| model | file MB | rows | seconds | rows/s | peak RSS MiB | load avg |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
         table.append(f"| {r['model']} | {r['size_mb']:.0f} | {r['rows']} | {r['seconds']:.1f} | "
                      f"{r['rows_per_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['load']:.1f} |")
-    print("\n".join(table))
-    if args.write_doc:
-        cmd = "python benchmarks/bench_batch.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        intro = (
-            "# mlb-batch throughput and memory\n\n"
-            "Each section below was written by `benchmarks/bench_batch.py --write-doc` (the command is "
-            "in the section). Input: GoEmotions `test.tsv` (5,427 Reddit comments, ~13 words, ~19 "
-            "tokens each) repeated to the row count; text from column 1, id from column 3. Each run is "
-            "one `python -m mlbert.batch` process, timed from start to exit (model loading, reading, "
-            "tokenizing, inference and writing JSONL); peak RSS is that process's maximum resident "
-            "memory (`ru_maxrss` from `wait4`), onnxruntime and the model included. `load avg` is the "
-            "machine's 1-minute load average around the run: above the CPU count, other work shared "
-            "the CPUs and rows/s is lower than on an idle machine.\n\n"
-            "Models made by `--make-models DIR`: the packaged all-MiniLM-L6-v2 encoder with a randomly "
-            "initialised 28-label head (speed does not depend on training), exported with optimum; "
-            "int8 is optimum's dynamic quantization with the avx512_vnni configuration.\n"
-        )
-        section = (
-            f"\n## {time.strftime('%Y-%m-%d %H:%M')}: `{cmd}`\n\n"
-            f"Machine: {cpu}, {len(os.sched_getaffinity(0))} CPUs usable, Python {platform.python_version()}, "
-            f"device cpu, {extra_text(extra)}.\n\n" + "\n".join(table) + "\n"
-        )
-        existing = DOC.read_text(encoding="utf-8") if DOC.exists() else intro
-        DOC.write_text(existing + section, encoding="utf-8")
-        print(f"wrote {DOC}")
-    return 0
+    return table
+
+
+def write_doc(table: List[str], extra: List[str], cmd: str) -> None:
+    """Append a section with the table (and the command that made it) to the document."""
+    intro = (
+        "# mlb-batch throughput and memory\n\n"
+        "Each section below was written by `benchmarks/bench_batch.py --write-doc` (the command is "
+        "in the section). Input: GoEmotions `test.tsv` (5,427 Reddit comments, ~13 words, ~19 "
+        "tokens each) repeated to the row count; text from column 1, id from column 3. Each run is "
+        "one `python -m mlbert.batch` process, timed from start to exit (model loading, reading, "
+        "tokenizing, inference and writing JSONL); peak RSS is that process's maximum resident "
+        "memory (`ru_maxrss` from `wait4`), onnxruntime and the model included. `load avg` is the "
+        "machine's 1-minute load average around the run: above the CPU count, other work shared "
+        "the CPUs and rows/s is lower than on an idle machine.\n\n"
+        "Models made by `--make-models DIR`: the packaged all-MiniLM-L6-v2 encoder with a randomly "
+        "initialised 28-label head (speed does not depend on training), exported with optimum; "
+        "int8 is optimum's dynamic quantization with the avx512_vnni configuration.\n"
+    )
+    cpu = cpu_model_name()
+    section = (
+        f"\n## {time.strftime('%Y-%m-%d %H:%M')}: `{cmd}`\n\n"
+        f"Machine: {cpu}, {len(os.sched_getaffinity(0))} CPUs usable, Python {platform.python_version()}, "
+        f"device cpu, {extra_text(extra)}.\n\n" + "\n".join(table) + "\n"
+    )
+    existing = DOC.read_text(encoding="utf-8") if DOC.exists() else intro
+    DOC.write_text(existing + section, encoding="utf-8")
+    print(f"wrote {DOC}")
 
 
 if __name__ == "__main__":

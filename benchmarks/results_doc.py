@@ -69,14 +69,20 @@ def main(argv: List[str]) -> int:
     run = Path(argv[0] if argv else ROOT / "runs" / "goemotions")
     exports = Path(argv[1] if len(argv) > 1 else ROOT / "runs" / "goemotions-export")
     metrics = json.loads((run / "metrics.json").read_text())
+    out = _introduction(run, exports, metrics) + _test_metrics(run, metrics) + _exported_files(exports)
+    out += _training_report(run)
+    text = "\n".join(out)
+    (ROOT / "docs" / "RESULTS.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+def _introduction(run: Path, exports: Path, metrics: Dict[str, Any]) -> List[str]:
     mlb = json.loads((run / "mlb.json").read_text())
     command = mlb.get("provenance", {}).get("command", "")
     if isinstance(command, list):
         command = " ".join(command)
     training = metrics.get("training", {})
-    test = metrics["test"]
-    chosen = metrics["threshold_objective"]
-
     out: List[str] = ["# Results: the default model on GoEmotions", ""]
     out.append(
         "The packaged all-MiniLM-L6-v2 (6 layers, 22M parameters) fine-tuned by `mlb-train` on GoEmotions "
@@ -88,8 +94,13 @@ def main(argv: List[str]) -> int:
     out += ["", "Produced by:", "", "```sh", "benchmarks/train_goemotions.sh runs/goemotions", "# which ran:", command,
             "benchmarks/export_goemotions.sh runs/goemotions runs/goemotions-export",
             f".venv/bin/python benchmarks/results_doc.py {run} {exports}", "```", ""]
+    return out
 
-    out += ["## Test metrics", ""]
+
+def _test_metrics(run: Path, metrics: Dict[str, Any]) -> List[str]:
+    test = metrics["test"]
+    chosen = metrics["threshold_objective"]
+    out = ["## Test metrics", ""]
     objectives = list(test["by_objective"])
     header = ["metric", "threshold 0.5"] + [f"tuned: {o}" + (" (saved)" if o == chosen else "") for o in objectives]
     rows = []
@@ -105,9 +116,12 @@ def main(argv: List[str]) -> int:
         "thresholds differ, so a user can switch objective with `mlb-batch --threshold` or by retuning."
     )
     out.append("")
-    out += gap_to_anchor(run, metrics)
+    return out + gap_to_anchor(run, metrics)
 
-    out += ["## Exported files", ""]
+
+def _exported_files(exports: Path) -> List[str]:
+    """The fp32 and int8 files: size, and the verification record each file's header carries."""
+    out = ["## Exported files", ""]
     export_rows = []
     for mode in ("none", "int8"):
         path = exports / f"model-{mode}.onnx"
@@ -138,7 +152,12 @@ def main(argv: List[str]) -> int:
     else:
         out.append(f"No exported files in {exports} yet.")
     out.append("")
+    return out
 
+
+def _training_report(run: Path) -> List[str]:
+    """The report mlb-train wrote, copied into docs/ with its plots."""
+    out: List[str] = []
     report = run / "report.md"
     if report.exists():
         target = ROOT / "docs" / "goemotions-report"
@@ -152,10 +171,7 @@ def main(argv: List[str]) -> int:
                 "The report `mlb-train` wrote beside the checkpoint is copied, unedited, to "
                 "[docs/goemotions-report/report.md](goemotions-report/report.md).", "",
                 "![Per-label F1 at 0.5 and at the tuned thresholds](goemotions-report/report_plots/test_f1_per_label.png)", ""]
-    text = "\n".join(out)
-    (ROOT / "docs" / "RESULTS.md").write_text(text, encoding="utf-8")
-    print(text)
-    return 0
+    return out
 
 
 if __name__ == "__main__":
