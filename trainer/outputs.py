@@ -16,15 +16,15 @@ import platform
 import shlex
 import shutil
 import time
-from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from mlbert.errors import UsageError
-from mlbert.modelfile import CheckpointConfig
+from mlbert.modelfile import CheckpointConfig, recorded_time
 
 from mlbert.trainer.data import LabelledData
+from mlbert.trainer.head import recorded_base_model
 from mlbert.trainer.metrics import format_table
 from mlbert.trainer.train_options import TrainOptions
 
@@ -150,8 +150,8 @@ def provenance(opts: TrainOptions, base: str, splits: Dict[str, LabelledData], m
     """How this model was made, for ``mlb.json``: command, data, seed, versions and training settings."""
     return {
         "command": shlex.join(opts.command) if opts.command else None,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "base_model": base,
+        "created": recorded_time(),
+        "base_model": recorded_base_model(base),
         "data": {
             role: {"source": split.source, "rows": len(split)} for role, split in splits.items()
         },
