@@ -59,17 +59,11 @@ def profile(model: Path, texts: Sequence[str], threads: Optional[int] = None) ->
     from mlbert.runtime.cpus import available_cpus
     from mlbert.modelfile import ModelHeader
     from mlbert.runtime.providers import CPU, default_token_budget
-    from mlbert.runtime.session import LoadedModel, Predictor
+    from mlbert.runtime.session import LoadedModel, Predictor, session_options
 
     threads = threads or available_cpus()
     with tempfile.TemporaryDirectory(prefix="mlb-profile-") as folder:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(folder, "profile")
+        options = session_options(threads, profile_prefix=os.path.join(folder, "profile"))
         session = ort.InferenceSession(str(model), options, providers=[CPU])
         header = ModelHeader.from_metadata(session.get_modelmeta().custom_metadata_map, where=str(model))
         dtypes = {i.name: (np.int32 if i.type == "tensor(int32)" else np.int64) for i in session.get_inputs()}

@@ -99,7 +99,10 @@ class LoadedModel:
     notes: List[str] = field(default_factory=list)
 
 
-def _session_options(threads: int):
+def session_options(threads: int, profile_prefix: Optional[str] = None):
+    """The one set of onnxruntime session options (mlb-batch, the API, the export checks, the
+    benchmarks' profiles): ``threads`` intra-op threads, one inter-op thread, every graph
+    optimization, only errors logged; ``profile_prefix`` turns onnxruntime's profiler on."""
     ort = _ort()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -107,6 +110,9 @@ def _session_options(threads: int):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return options
 
 
@@ -114,7 +120,7 @@ def _create_session(source: ModelSource, where: str, providers: Sequence[str], t
     ort = _ort()
     model = source if isinstance(source, bytes) else os.fspath(source)
     try:
-        return ort.InferenceSession(model, sess_options=_session_options(threads), providers=list(providers))
+        return ort.InferenceSession(model, sess_options=session_options(threads), providers=list(providers))
     except Exception as exc:  # InvalidProtobuf, InvalidGraph, Fail, NoSuchFile ...
         message = first_line(exc)
         lowered = message.lower()
