@@ -7,7 +7,6 @@ error record, and parse ``--threshold`` the same way; neither engine imports the
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -15,18 +14,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from mlbert.batch.run_report import Tally
+from mlbert.decisions import check_threshold, label_position, resolve_thresholds
 from mlbert.errors import UsageError
 from mlbert.io import columns
+from mlbert.io.columns import SAMPLE_ROWS
 from mlbert.io.readers import Row, Table
 from mlbert.io.records import ROW_ID
 from mlbert.runtime.classifier import DEFAULT_CHUNK_SIZE
-
-# Rows read ahead to decide which column holds the text (they are still processed in order).
-SAMPLE_ROWS = 64
-# Control characters other than tab, LF and CR (C0, DEL, C1) are never text: a few in a row
-# are dropped from its text rather than costing the row. BERT-family tokenizers drop them
-# too, so for those models the scores do not change; other tokenizers would see noise.
-_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+from mlbert.texts import text_or_reason
 
 
 @dataclass
@@ -82,9 +77,11 @@ ProgressCallback = Callable[[int, int, int, Optional[int]], None]
 
 
 def parse_thresholds(values: Sequence[str], label_names: Sequence[str], defaults: Sequence[float]) -> np.ndarray:
-    """``--threshold 0.4`` (every label) and/or ``--threshold joy=0.3,anger=0.6`` (named labels)."""
-    thresholds = np.asarray(defaults, dtype=np.float64).copy()
-    index = {name: i for i, name in enumerate(label_names)}
+    """``--threshold 0.4`` (every label) and/or ``--threshold joy=0.3,anger=0.6`` (named labels).
+
+    Range and label checks, and how named labels override the rest, are ``mlbert.decisions``'
+    (the Python API's ``thresholds=`` goes through the same functions).
+    """
     overall: Optional[float] = None
     named: Dict[str, float] = {}
     for value in values:
@@ -94,25 +91,18 @@ def parse_thresholds(values: Sequence[str], label_names: Sequence[str], defaults
                 continue
             name, sep, number = item.rpartition("=")
             try:
-                threshold = float(number)
+                parsed = float(number)
             except ValueError:
                 raise UsageError(f"--threshold {item!r}: expected a number or LABEL=NUMBER") from None
-            if not 0.0 <= threshold <= 1.0:
-                raise UsageError(f"--threshold {item!r}: a threshold is a probability between 0 and 1")
+            threshold = check_threshold(parsed, f"--threshold {item!r}")
             if sep:
                 name = name.strip()
-                if name not in index:
-                    raise UsageError(
-                        f"--threshold {item!r}: the model has no label {name!r} (labels: {', '.join(label_names)})"
-                    )
+                label_position(name, label_names, f"--threshold {item!r}")
                 named[name] = threshold
             else:
                 overall = threshold
-    if overall is not None:
-        thresholds[:] = overall
-    for name, threshold in named.items():
-        thresholds[index[name]] = threshold
-    return thresholds
+    thresholds = resolve_thresholds(overall, label_names, defaults)
+    return resolve_thresholds(named, label_names, thresholds)
 
 
 def _where(table: Table) -> str:
@@ -147,29 +137,12 @@ def chunks_of(rows: Iterator[Row], size: int) -> Iterator[List[Row]]:
         yield chunk
 
 
-def clean_text(text: str) -> str:
-    """``text`` without control characters (other than tab, LF and CR)."""
-    return _CONTROL_CHARACTERS.sub("", text) if _CONTROL_CHARACTERS.search(text) else text
-
-
 def _text_of(values: Dict[str, Any], column: str) -> Tuple[Optional[str], Optional[str]]:
-    """(text, None) or (None, why the row has no usable text)."""
+    """(text, None) or (None, why the row has no usable text): ``mlbert.texts``' rule, which the
+    Python API applies to its items too."""
     if column not in values:
         return None, f"no {column!r} field"
-    value = values[column]
-    if value is None:
-        return None, f"{column!r} is null"
-    if isinstance(value, bytes):  # a Parquet value that is not UTF-8 (parquet.group_rows)
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return None, f"bytes that are not UTF-8 (at byte {exc.start} of {column!r})"
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None, f"{column!r} is not text (a JSON {type(value).__name__})"
-    text = clean_text(value) if isinstance(value, str) else str(value)
-    if not text.strip():
-        return None, "empty text"
-    return text, None
+    return text_or_reason(values[column], repr(column))
 
 
 def split_chunk(

@@ -29,8 +29,10 @@ from mlbert.decisions import decide
 from mlbert.errors import InputError, MlbError
 
 # Varied on purpose: emotions, negation, emoji (with modifiers and ZWJ), mentions, URLs,
-# hashtags, non-English, digits, an empty string, a single character, and a text longer
-# than any max_length so truncation is exercised.
+# hashtags, non-English, digits, a text with nothing to read (a zero-width joiner: the shortest
+# encoding, [CLS] [SEP]; an empty string is an error record in mlb-batch and an error in the
+# Python API, so it is never scored), a single character, and a text longer than any
+# max_length so truncation is exercised.
 SAMPLE_TEXTS: List[str] = [
     "I am so happy today, this is the best day ever!",
     "I hate it when the train is late again.",
@@ -47,7 +49,7 @@ SAMPLE_TEXTS: List[str] = [
     "How dare they treat people like that? Disgusting.",
     "Feeling grateful for my friends and family 🙏🏽",
     "meh",
-    "",
+    "\u200d",
     "?",
     "The meeting is at 10:30 in room 4B.",
     "Je suis tellement content de te voir !",

@@ -14,6 +14,10 @@ anything heavy until it is used::
     import mlbert
     clf = mlbert.load("model.onnx", device="auto")
     clf.predict(["so happy", "so sad"])
+
+A text that ``mlb-batch`` would write as an error record raises ``mlbert.ItemError`` (a
+``ValueError`` naming the item's position), and a bad argument ``mlbert.UsageError`` (a
+``ValueError`` too); both are ``mlbert.MlbError``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ _LAZY = {
     "load": ("mlbert.runtime.classifier", "load"),
     "Classifier": ("mlbert.runtime.classifier", "Classifier"),
     "MlbError": ("mlbert.errors", "MlbError"),
+    "ItemError": ("mlbert.errors", "ItemError"),
+    "UsageError": ("mlbert.errors", "UsageError"),
 }
 
 __all__ = ["__version__", *_LAZY]

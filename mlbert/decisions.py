@@ -8,20 +8,75 @@ and flip such a cell in one place only). Thresholds are tuned on ``THRESHOLD_GRI
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from mlbert.errors import UsageError
 
 # Candidate thresholds 0.01, 0.02, ..., 0.99: a fixed grid keeps tuning cheap and less prone
 # to fitting single validation rows than every distinct probability would.
 THRESHOLD_GRID = np.round(np.arange(1, 100) / 100.0, 2)
 
 Thresholds = Union[float, Sequence[float], np.ndarray]
+# What a user may give: one number (every label), ``{label: number}`` (those labels; the others
+# keep the model's), or one number per label in the model's label order.
+ThresholdSpec = Union[float, Mapping[str, float], Sequence[float], np.ndarray]
 
 
 def threshold_vector(thresholds: Thresholds, num_labels: int) -> np.ndarray:
     """``thresholds`` (one number, or one per label) as a float64 vector of ``num_labels``."""
     return np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (num_labels,)).copy()
+
+
+def check_threshold(value: Any, what: str) -> float:
+    """``value`` as a threshold, or a ``UsageError`` naming ``what``: a number from 0 to 1.
+
+    The one range check for ``--threshold`` and the Python API's ``thresholds=``: a threshold
+    outside [0, 1] (or NaN) would silently turn a label on for every text or for none.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise UsageError(f"{what}: a threshold is a number from 0 to 1, not a {type(value).__name__}")
+    number = float(value)
+    if not 0.0 <= number <= 1.0:  # NaN fails this too
+        raise UsageError(f"{what}: a threshold is a probability between 0 and 1")
+    return number
+
+
+def label_position(name: Any, label_names: Sequence[str], what: str) -> int:
+    """The index of label ``name``, or a ``UsageError`` naming ``what`` and listing the labels."""
+    names = list(label_names)
+    if name not in names:
+        raise UsageError(f"{what}: the model has no label {name!r} (labels: {', '.join(names)})")
+    return names.index(name)
+
+
+def resolve_thresholds(given: Optional[ThresholdSpec], label_names: Sequence[str], defaults: Thresholds) -> np.ndarray:
+    """The float64 thresholds to decide with: ``given`` over ``defaults`` (the model's), every value checked.
+
+    ``given`` is one number (every label), a ``{label: number}`` mapping (those labels, the
+    others keep ``defaults``: ``--threshold joy=0.3`` does the same), or one number per label.
+    """
+    vector = threshold_vector(defaults, len(label_names))
+    if given is None:
+        return vector
+    if isinstance(given, Mapping):
+        for name, value in given.items():
+            vector[label_position(name, label_names, "thresholds")] = check_threshold(
+                value, f"thresholds[{name!r}] = {value!r}")
+        return vector
+    if isinstance(given, (str, bytes)):
+        raise UsageError(f"thresholds = {given!r}: give a number, a {{label: number}} dict or one number per label")
+    if isinstance(given, np.ndarray) and given.ndim == 0:
+        given = given.item()
+    if not isinstance(given, (Sequence, np.ndarray)):  # one number, or what check_threshold refuses
+        vector[:] = check_threshold(given, f"thresholds = {given!r}")
+        return vector
+    values = list(given)
+    if len(values) != len(label_names):
+        raise UsageError(f"thresholds: {len(values)} numbers for {len(label_names)} labels; give one per label "
+                         "(in the order of label_names), one number, or a {label: number} dict")
+    return np.array([check_threshold(v, f"thresholds[{i}] = {v!r}") for i, v in enumerate(values)], dtype=np.float64)
 
 
 def decide(probabilities: np.ndarray, thresholds: Thresholds) -> np.ndarray:
@@ -71,3 +126,23 @@ def labels_and_scores(
     top_vals = np.take_along_axis(values, top_idx, axis=1).tolist()
     top_names = names[top_idx].tolist()
     return labels, [dict(zip(top_names[i], top_vals[i])) for i in range(n)]
+
+
+def ranked_scores(probabilities: np.ndarray, label_names: Sequence[str], *,
+                  top_k: Optional[int] = None) -> List[List[Dict[str, Any]]]:
+    """Per row, ``[{"label": name, "score": probability}, ...]``, highest first, at most ``top_k``.
+
+    The shape of the transformers text-classification pipeline called with ``top_k=None`` (or
+    ``top_k=k``), so code written for it reads these unchanged. Ties keep label order, as the
+    pipeline's stable sort does; scores are Python floats of the float32 probabilities, as its are.
+    """
+    p = np.asarray(probabilities)
+    if p.shape[0] == 0:
+        return []
+    order = np.argsort(-p, axis=1, kind="stable")
+    if top_k is not None:
+        order = order[:, :top_k]
+    names = list(label_names)
+    values = np.take_along_axis(p, order, axis=1).tolist()
+    return [[{"label": names[j], "score": v} for j, v in zip(row_order, row_values)]
+            for row_order, row_values in zip(order.tolist(), values)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from enum import IntEnum
-from typing import Iterator, Optional, Type
+from typing import Any, Iterator, Optional, Type
 
 
 class ExitCode(IntEnum):
@@ -52,8 +52,12 @@ class MlbError(Exception):
     exit_code: int = ExitCode.FAILURE
 
 
-class UsageError(MlbError):
-    """Options that cannot work together, or a value out of range (exit code 2, like click)."""
+class UsageError(MlbError, ValueError):
+    """Options that cannot work together, or a value out of range (exit code 2, like click).
+
+    Also a ``ValueError``: to the Python API these are bad argument values (``thresholds=1.5``,
+    ``errors="ignore"``), which Python code catches as such.
+    """
 
     exit_code = ExitCode.USAGE
 
@@ -72,6 +76,30 @@ class InputError(MlbError):
                 where += f", row {row}"
             where += ": "
         super().__init__(f"{where}{reason}")
+
+
+class ItemError(InputError, ValueError):
+    """An item given to the Python API that cannot be classified, named by its position.
+
+    ``mlb-batch`` would write the same ``reason`` as the row's error record (the rule is
+    ``mlbert.texts.text_or_reason``); ``Classifier.predict(..., errors="record")`` returns it as
+    the item's entry instead of raising. ``position`` is 0-based; ``index`` is the pandas index
+    label when a Series or DataFrame was given, else None; ``others`` counts the further bad
+    items (only the first is raised, before anything is scored).
+    """
+
+    def __init__(self, reason: str, where: str, position: int, index: Any = None, others: int = 0):
+        more = (f" (and {others} more item{'s' if others != 1 else ''} that cannot be classified; "
+                'errors="record" gives each an error entry)') if others else ""
+        super().__init__(reason + more, where)
+        self.reason = reason
+        self.where = where
+        self.position = position
+        self.index = index
+        self.others = others
+
+    def __reduce__(self):  # a Spark or Ray worker sends it back pickled: keep every field
+        return type(self), (self.reason, self.where, self.position, self.index, self.others)
 
 
 class ModelFileError(MlbError):

@@ -43,6 +43,9 @@ ID_COLUMN_NAMES = ("id", "idx", "index", "guid", "uid")
 # Column names that hold a list of labels (list layout).
 LABEL_COLUMN_NAMES = ("labels", "label", "emotions", "emotion", "tags", "categories", "classes", "label_ids")
 LAYOUTS = ("auto", "wide", "list")
+# Rows looked at to decide which column holds the text: the first rows of a file mlb-batch
+# streams (they are still processed in order), the first rows of a DataFrame the Python API gets.
+SAMPLE_ROWS = 64
 
 # Text detection from the data: a value's prose score is its letters plus 5 per space
 # (sentences have spaces, ids and label lists do not). The best column must score at

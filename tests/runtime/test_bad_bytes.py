@@ -6,8 +6,8 @@ import json
 import pytest
 
 from mlbert.errors import InputError
-from mlbert.batch.job import clean_text
 from mlbert.io.readers import BINARY_SHARE, binary_share, open_table
+from mlbert.texts import clean_text
 from test_batch_cli import TEXTS, records, run
 
 
