@@ -1,6 +1,7 @@
 """The Python API: an exported mlb model as an object that classifies texts.
 
     import mlbert
+    clf = mlbert.load()                      # the built-in GoEmotions model (28 emotions), or MLB_MODEL
     clf = mlbert.load("model.onnx", device="auto")
     clf.predict(["so happy", "so sad"])     # records: labels at/above thresholds, and scores
     clf.predict(texts, output="pipeline")   # [[{"label", "score"}, ...], ...] as transformers' pipeline
@@ -29,6 +30,7 @@ import numpy as np
 from mlbert.decisions import ThresholdSpec, labels_and_scores, ranked_scores, resolve_thresholds
 from mlbert.errors import UsageError
 from mlbert.modelfile import ModelHeader
+from mlbert.models import resolve_model
 from mlbert.runtime.items import read_items
 from mlbert.runtime.providers import default_token_budget
 from mlbert.runtime.session import LoadedModel, ModelSource, Predictor, load_model
@@ -60,8 +62,10 @@ class Classifier:
     (probabilities), thresholds included; ``label_names`` names the columns of ``predict_proba``."""
 
     def __init__(self, model: LoadedModel, *, token_budget: Optional[int] = None,
-                 thresholds: Optional[ThresholdSpec] = None):
+                 thresholds: Optional[ThresholdSpec] = None, description: Optional[str] = None):
         header = model.header
+        # How a summary names the model: "built-in goemotions (28 labels)", or the file.
+        self.description: str = description or f"{model.where} ({len(header.label_names)} labels)"
         budget = token_budget or default_token_budget(model.provider, header.max_length)
         self._predictor = Predictor(model, budget)
         self.model = model
@@ -165,10 +169,14 @@ class Classifier:
         self._predictor.warm_up()
 
 
-def load(model: ModelSource, device: str = "auto", *, threads: Optional[int] = None,
+def load(model: Optional[ModelSource] = None, device: str = "auto", *, threads: Optional[int] = None,
          token_budget: Optional[int] = None, thresholds: Optional[ThresholdSpec] = None,
          streams: Optional[int] = None) -> Classifier:
-    """Open a model file written by ``mlb-export`` (a path, or the file's bytes).
+    """Open a model file written by ``mlb-export`` (a path, or the file's bytes), or a built-in model.
+
+    ``model``: a path, a URL, the file's bytes, or a built-in model's name (``goemotions``); without
+    one, ``MLB_MODEL`` when it is set, else the built-in ``goemotions`` model (28 emotions,
+    English): the same rule as ``mlb-batch`` (``mlbert.models.resolve_model``).
 
     ``device``: ``auto`` (an accelerator when one starts, else the CPU), ``cpu`` or ``cuda``
     (fails with the reason when CUDA cannot start, never falls back silently). ``threads``:
@@ -178,5 +186,7 @@ def load(model: ModelSource, device: str = "auto", *, threads: Optional[int] = N
     ``thresholds``: override the model's (one number, ``{label: number}`` or one per label, each
     from 0 to 1). Raises ``mlbert.MlbError`` subclasses with one-line messages.
     """
-    return Classifier(load_model(model, device, threads, streams), token_budget=token_budget,
-                      thresholds=thresholds)
+    resolved = resolve_model(model, origin="model")
+    loaded = load_model(resolved.source, device, threads, streams, where=resolved.where)
+    return Classifier(loaded, token_budget=token_budget, thresholds=thresholds,
+                      description=None if resolved.builtin is None else resolved.description)

@@ -131,25 +131,25 @@ def _create_session(source: ModelSource, where: str, providers: Sequence[str], t
         raise ModelFileError(f"{where}: onnxruntime cannot load the model ({message})") from None
 
 
-def _check_source(source: Optional[ModelSource]) -> str:
-    """Refuse a missing or unreadable model before onnxruntime sees it; returns its name for messages."""
+def _check_source(source: Optional[ModelSource], where: Optional[str] = None) -> str:
+    """Refuse a missing or unreadable model before onnxruntime sees it; returns its name for messages
+    (``where`` when given, else its path)."""
     if source is None or (not isinstance(source, bytes) and not os.fspath(source)):
-        raise UsageError(
-            "no model given: pass --model FILE.onnx or set MLB_MODEL. To make one, train with "
-            "`mlb-train --train DATA -o run/` and export it with `mlb-export run/ model.onnx`"
-        )
+        raise UsageError("no model given: pass --model FILE.onnx, set MLB_MODEL, or leave both out for the "
+                         "built-in goemotions model")
     if isinstance(source, bytes):
         if not source:
-            raise ModelFileError("model bytes: empty")
-        return "model bytes"
+            raise ModelFileError(f"{where or 'model bytes'}: empty")
+        return where or "model bytes"
     path = os.fspath(source)
+    name = where or path
     if not os.path.exists(path):
-        raise ModelFileError(f"{path}: model file not found")
+        raise ModelFileError(f"{name}: model file not found")
     if os.path.isdir(path):
-        raise ModelFileError(f"{path}: is a folder; pass the .onnx file written by mlb-export")
+        raise ModelFileError(f"{name}: is a folder; pass the .onnx file written by mlb-export")
     if not os.access(path, os.R_OK):
-        raise ModelFileError(f"{path}: model file is not readable")
-    return path
+        raise ModelFileError(f"{name}: model file is not readable")
+    return name
 
 
 def _start_on(provider: Provider, source: ModelSource, where: str, threads: int, required: bool) -> Optional[Any]:
@@ -242,9 +242,11 @@ def cpu_streams(threads: int, streams: Optional[int] = None) -> int:
 
 
 def load_model(source: Optional[ModelSource], device: str = "auto", threads: Optional[int] = None,
-               streams: Optional[int] = None) -> LoadedModel:
-    """Open a model file (or its bytes) on ``device`` and read its mlb header; never fall back silently."""
-    where = _check_source(source)
+               streams: Optional[int] = None, where: Optional[str] = None) -> LoadedModel:
+    """Open a model file (or its bytes) on ``device`` and read its mlb header; never fall back silently.
+
+    ``where`` names the model in messages (default: its path)."""
+    where = _check_source(source, where)
     if device not in DEVICES:
         raise UsageError(f"--device {device!r}: use one of {', '.join(DEVICES)}")
     if threads is not None and threads < 1:
