@@ -7,10 +7,12 @@ import ast
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import pytest
@@ -127,6 +129,65 @@ def test_without_a_usable_cuda_provider_the_check_retries_with_the_library_path_
     with pytest.raises(runner.StepError, match=r"worker provider exited 1: .*--device cuda"):
         measure.cuda_provider(chk)
     assert "LD_LIBRARY_PATH" in chk.env  # the second try had torch's CUDA libraries on the path
+
+
+# --------------------------------------------------------------------------- a GPU box without internet
+
+
+def _box_steps() -> List[str]:
+    """The commands docs/GPU.md gives for the box, in order."""
+    doc = (ROOT / "docs" / "GPU.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- box-steps:start -->")[1].split("<!-- box-steps:end -->")[0]
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("```")]
+
+
+def test_the_wheelhouse_travels_in_parts_and_installs_without_an_index(tmp_path):
+    """The offline route as far as it runs without an index: wheelhouse.sh builds the project's wheel from the
+    repository's files and packs it with the source, split with checksums; docs/GPU.md's commands on the box, as
+    written, refuse a damaged part naming it, join and unpack the parts, and pip installs the wheel with
+    ``--no-index --find-links wheelhouse`` into a fresh environment whose ``mlb-batch`` then classifies."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PYTHON=sys.executable, PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull)  # offline, no local pip config
+    made = tmp_path / "made"
+    script = [str(GPU_CHECK / "wheelhouse.sh"), "--project-only", "--no-build-isolation", "--split", "1M", str(made)]
+    done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    parts = sorted(made.glob("wheelhouse.tar.part-*"))
+    assert len(parts) >= 2 and (made / "wheelhouse.tar").stat().st_size == sum(p.stat().st_size for p in parts)
+    assert [line.split()[1] for line in (made / "SHA256SUMS").read_text().splitlines()] == \
+        [p.name for p in parts] + ["wheelhouse.tar"]
+    steps = _box_steps()
+    assert steps == ["cat wheelhouse.tar.part-* > wheelhouse.tar", "sha256sum -c SHA256SUMS", "tar -xf wheelhouse.tar",
+                     "python3 -m venv .venv",
+                     ".venv/bin/pip install --no-index --find-links wheelhouse 'mlbert[all,cuda]'"]
+    box = tmp_path / "box"
+    box.mkdir()
+    for path in parts + [made / "SHA256SUMS"]:  # only what travels
+        shutil.copy(path, box)
+    damaged = box / parts[1].name
+    damaged.write_bytes(damaged.read_bytes()[:-1] + bytes([damaged.read_bytes()[-1] ^ 0xFF]))
+    refused = subprocess.run(" && ".join(steps[:2]), shell=True, cwd=box, capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and f"{parts[1].name}: FAILED" in refused.stdout.splitlines()
+    shutil.copy(parts[1], box)  # sent again
+    # The same Python minor as this one (python3 on the box), and only mlbert's wheel in this wheelhouse: --no-deps.
+    steps[3] = f"{sys.executable} -m venv .venv"
+    steps[4] = ".venv/bin/pip install -q --no-index --find-links wheelhouse --no-deps mlbert"
+    for step in steps:
+        ran = subprocess.run(step, shell=True, cwd=box, capture_output=True, text=True, env=env, timeout=300)
+        assert ran.returncode == 0, (step, ran.stdout, ran.stderr)
+    assert (box / "mlbert-src" / "benchmarks" / "gpu" / "check.py").is_file() and (box / "mlbert-src" / "data").is_dir()
+    # The dependencies from this environment, behind the fresh one's own site-packages (a plain path entry).
+    python, bin_dir = box / ".venv" / "bin" / "python", box / ".venv" / "bin"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "dependencies-from-the-test.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    where = subprocess.run([str(python), "-c", "import mlbert.batch.cli as m; print(m.__file__)"],
+                           cwd=box, capture_output=True, text=True, env=env)
+    assert where.stdout.strip().startswith(str(site)), where.stderr
+    classified = subprocess.run([str(bin_dir / "mlb-batch"), "-", "-m", "mlbert-src/tests/fixtures/golden.onnx"],
+                                input="I am so happy\n", cwd=box, capture_output=True, text=True, env=env)
+    assert classified.returncode == 0, classified.stderr
+    assert [sorted(json.loads(line)) for line in classified.stdout.splitlines()] == [["labels", "row", "scores"]]
 
 
 # --------------------------------------------------------------------------- report
