@@ -1,7 +1,7 @@
 """The GPU check's measurements, one function per step: the data, training, export, mlb-batch,
 exact scoring, the comparison with the CPU, and the transformers pipeline.
 
-Each takes the run (``gpu_run.Check``), runs the project's commands as a user would, and returns
+Each takes the run (``runner.Check``), runs the project's commands as a user would, and returns
 the figures the results page shows; a failure is a ``StepError`` with one line.
 """
 
@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import gpu_env
-from gpu_run import BATCH_SIZE, DATA, SUMMARY, Check, StepError, last_line
+import machine
+from runner import BATCH_SIZE, DATA, REPO, SUMMARY, Check, StepError, last_line
+
 
 def nvidia_library_dirs() -> List[str]:
     """Folders of the CUDA libraries that pip's nvidia-* wheels put beside this Python's packages."""
@@ -30,7 +31,7 @@ def nvidia_library_dirs() -> List[str]:
 def cuda_provider(chk: Check) -> Dict[str, Any]:
     """onnxruntime's CUDA provider as installed (onnxruntime.preload_dlls finds the nvidia-* libraries); when it
     does not start that way, again with the libraries on LD_LIBRARY_PATH for the rest of the run, saying so."""
-    model = str(gpu_env.REPO / "tests" / "fixtures" / "golden.onnx")
+    model = str(REPO / "tests" / "fixtures" / "golden.onnx")
     try:
         return {"preloaded": True, **chk.worker("provider", model=model)}
     except StepError as exc:
@@ -122,7 +123,7 @@ def export(chk: Check, checkpoint: Path, target: Path, fp16: bool) -> Dict[str, 
 def classify(chk: Check, model: Path, device: str, name: str) -> Dict[str, Any]:
     """``mlb-batch`` over the whole input on ``device``: rows/s from its summary line, and the GPU's peak memory."""
     target = chk.work / f"{name}.jsonl"
-    with gpu_env.GpuMemory() as memory:
+    with machine.GpuMemory() as memory:
         outcome = chk.cli("mlb-batch", [chk.work / "input.jsonl", "-m", model, "--device", device, "--id-column", "id",
                                         "-o", target], ok=(0, 3))
     found = [SUMMARY.search(line) for line in outcome.stderr.splitlines()]
@@ -149,7 +150,7 @@ def cuda_refusal(chk: Check, model: Path) -> Dict[str, Any]:
 
 
 def score(chk: Check, model: Path, device: str, name: str, rows: int, tf32: bool = True) -> Dict[str, Any]:
-    """Exact probabilities of the first ``rows`` texts through mlb's runtime (gpu_workers.scored)."""
+    """Exact probabilities of the first ``rows`` texts through mlb's runtime (workers.scored)."""
     return chk.worker("scored", model=str(model), device=device, texts=str(chk.work / "texts.json"),
                       out=str(chk.work / f"{name}.npy"), limit=rows, tf32=tf32)
 

@@ -1,8 +1,11 @@
 """The GPU check's run: its sizes, its steps (timed, recorded, skipped when what they need failed or
-time is short), and how it runs the project's commands and the measurements of gpu_workers.py.
+time is short), and how it runs the project's commands and the measurements of workers.py.
 
-Results are saved after every step (results.json and results.md), so a run stopped at the
-device call's time limit still leaves what it measured.
+The commands are the installed ones: ``mlb-train``, ``mlb-export`` and ``mlb-batch`` from the
+scripts folder of the Python that runs the check (a virtual environment's ``bin/``), as a user
+runs them, so the check measures what ``pip install`` put there and nothing of the working tree
+but its data. Results are saved after every step (results.json and results.md), so a run stopped
+at a time limit still leaves what it measured.
 """
 
 from __future__ import annotations
@@ -12,25 +15,27 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import gpu_env
-import gpu_parts
-import gpu_report
+import report
 
-REPO = gpu_env.REPO
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data" / "goemotions"
-BUNDLE_HOME = Path(os.environ.get("MLB_GPU_HOME", "/tmp/mlb-gpu"))
 BATCH_SIZE = 32  # mlb-train's default, which both training runs use
 SUMMARY = re.compile(r"mlb-batch: (\d+) rows, (\d+) errors, ([0-9.]+) s, (\d+) rows/s, (\S+)")
+COMMANDS = ("mlb-train", "mlb-export", "mlb-batch")
+# Nothing may reach for the Hugging Face hub: the base model is the packaged one (or --base-model).
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 @dataclass
 class Settings:
-    """Sizes of one run. ``budget_s``: no step starts after this many seconds (the device call allows 600)."""
+    """Sizes of one run. ``budget_s``: no step starts after this many seconds, and a command still running
+    60 s past it is stopped; the GPU sizes are meant to fit a 10-minute slot on an H100-class GPU."""
 
     accelerator: str
     steps: int
@@ -72,8 +77,8 @@ class Check:
     work: Path
     in_process: bool = False
     base_model: Optional[str] = None
-    env: Dict[str, str] = field(default_factory=dict)
-    bin_dir: Optional[Path] = None
+    env: Dict[str, str] = field(default_factory=lambda: dict(OFFLINE))
+    bin_dir: Path = field(default_factory=lambda: Path(sysconfig.get_path("scripts")))
     started: float = field(default_factory=time.monotonic)
     results: Dict[str, Any] = field(default_factory=dict)
 
@@ -94,9 +99,9 @@ class Check:
             try:
                 value = fn()
                 record.update(status="ok")
-            except Exception as exc:  # recorded, and the run goes on: one lent GPU, one try
+            except Exception as exc:  # recorded, and the run goes on: the other steps still measure
                 value = None
-                known = isinstance(exc, (StepError, gpu_parts.PartError, OSError))
+                known = isinstance(exc, (StepError, OSError))
                 record.update(status="failed",
                               error=first_line(exc) if known else f"{type(exc).__name__}: {first_line(exc)}")
             record["seconds"] = round(time.monotonic() - began, 1)
@@ -115,7 +120,7 @@ class Check:
         self.results["elapsed_seconds"] = round(time.monotonic() - self.started, 1)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "results.json").write_text(json.dumps(self.results, indent=1, default=str) + "\n", encoding="utf-8")
-        (self.out / "results.md").write_text(gpu_report.render(self.results), encoding="utf-8")
+        (self.out / "results.md").write_text(report.render(self.results), encoding="utf-8")
 
     def cli(self, name: str, args: Sequence[Any], ok: Sequence[int] = (0,), env: Optional[Dict[str, str]] = None,
             cpus: Optional[int] = None, own_process: bool = False) -> Outcome:
@@ -133,7 +138,6 @@ class Check:
         return outcome
 
     def _subprocess(self, name: str, args: List[str], env: Optional[Dict[str, str]], cpus: Optional[int]) -> Outcome:
-        assert self.bin_dir is not None
         pin = None
         if cpus:
             chosen = set(sorted(os.sched_getaffinity(0))[:cpus])
@@ -149,11 +153,9 @@ class Check:
 
     def _in_process(self, name: str, args: List[str]) -> Outcome:
         import contextlib
-        import importlib
         import io
 
-        module, _, func = gpu_env.console_scripts(REPO)[name].partition(":")
-        entry = getattr(importlib.import_module(module), func)
+        entry = installed_entry_point(name)
         out, err = io.StringIO(), io.StringIO()
         began = time.monotonic()
         rc = 0
@@ -165,16 +167,16 @@ class Check:
         return Outcome(rc, out.getvalue(), err.getvalue(), time.monotonic() - began)
 
     def worker(self, name: str, **arguments: Any) -> Dict[str, Any]:
-        """A measurement from gpu_workers.py: its own process on the GPU, in-process for the CPU check."""
+        """A measurement from workers.py: its own process on the GPU, in-process for the CPU check."""
         if self.in_process:
-            import gpu_workers
+            import workers
 
             try:
-                return gpu_workers.WORKERS[name](**arguments)
+                return workers.WORKERS[name](**arguments)
             except Exception as exc:  # as a worker process would report it: one line
                 raise StepError(f"worker {name}: {type(exc).__name__}: {first_line(exc)}") from None
         try:
-            done = subprocess.run([sys.executable, str(Path(__file__).with_name("gpu_workers.py")), name,
+            done = subprocess.run([sys.executable, str(Path(__file__).with_name("workers.py")), name,
                                    json.dumps(arguments)], capture_output=True, text=True,
                                   env={**os.environ, **self.env}, timeout=max(30.0, self.remaining() + 60))
         except subprocess.TimeoutExpired:
@@ -194,3 +196,16 @@ def first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:400]
 
 
+def installed_entry_point(name: str) -> Callable[..., Any]:
+    """The function the installed console script ``name`` calls (read from the installed metadata)."""
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group="console_scripts", name=name))
+    if not found:
+        raise StepError(f"{name} is not installed in this Python's environment")
+    return found[0].load()
+
+
+def missing_commands(bin_dir: Path) -> List[str]:
+    """The project's commands that are not installed beside this Python."""
+    return [name for name in COMMANDS if not (bin_dir / name).is_file()]

@@ -6,7 +6,7 @@ the onnxruntime batches. ``pipelined`` runs the checkpoint through
 ``transformers.pipeline`` on the same texts. Both save the probabilities (float32, input
 order) so the checker compares them exactly, which mlb-batch's 4-decimal scores cannot.
 
-On the GPU each runs in its own process (``python3 gpu_workers.py NAME JSON``, one JSON
+On the GPU each runs in its own process (``python workers.py NAME JSON``, one JSON
 line back), so no CUDA context outlives its measurement; the CPU check calls them in-process.
 """
 
@@ -99,7 +99,7 @@ def _synchronize(torch: Any, device: str) -> None:
 
 
 def stack(device: str) -> Dict[str, Any]:
-    """Which copy of each package the commands import (the bundle's, the machine's, the tree's), and the devices."""
+    """Where each package the commands import was installed, its version, and the devices."""
     import importlib
     import os
 

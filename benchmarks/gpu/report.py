@@ -159,7 +159,7 @@ def render(results: Dict[str, Any], brief: bool = False) -> str:
             f"- onnxruntime providers: {_fmt(_get(results, 'stack', 'onnxruntime_providers'))}; torch CUDA: "
             f"{_fmt(_get(results, 'stack', 'torch_device'))} (bf16: {_fmt(_get(results, 'stack', 'torch_bf16'))})",
             f"- onnxruntime's CUDA provider: {_provider_line(results.get('cuda_provider'))}",
-            f"- base model: {results.get('base_model')}; bundle: {_fmt(_get(results, 'install', 'bundle'))}",
+            f"- base model: {results.get('base_model')}; commands run from {_fmt(results.get('commands'))}",
             f"- whole run: {results.get('elapsed_seconds')} s", ""]
     exports = [(e["file"], e["megabytes"], e["seconds"]) for e in (results.get(k) for k in ("export_fp32", "export_fp16")) if e]
     body = _training(results) + ["## Export", ""] + table(("file", "MB", "s"), exports) + _inference(results)

@@ -1,105 +1,19 @@
-"""Where the GPU check runs: the project's code importable without an install, the bundle's
-packages beside the machine's own, the machine's facts, and GPU memory while a command runs.
-
-Why no ``pip install`` of the project: the GPU machine has no package index and its
-setuptools is not ours to count on. ``package_links`` builds what an editable install
-would give (``mlbert`` with ``mlbert.batch`` -> ``batch/`` ..., read from setup.cfg's
-``package_dir``) out of symbolic links, and ``write_launchers`` writes the console scripts
-from setup.cfg's ``console_scripts``, so every command runs the working tree's code.
+"""What the GPU check ran on: the CPU model and flags, the GPU, Python and package versions, and the
+GPU's peak memory while a command runs (nvidia-smi; nothing on a CPU machine).
 """
 
 from __future__ import annotations
 
-import configparser
-import importlib.util
 import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime-gpu", "onnxruntime", "optimum", "optimum-onnx",
+PACKAGES = ("mlbert", "torch", "transformers", "tokenizers", "onnxruntime-gpu", "onnxruntime", "optimum", "optimum-onnx",
             "accelerate", "huggingface-hub", "safetensors", "numpy", "datasets")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-
-
-def _setup_cfg(repo: Path) -> configparser.ConfigParser:
-    cfg = configparser.ConfigParser()
-    if not cfg.read(repo / "setup.cfg", encoding="utf-8"):
-        raise FileNotFoundError(f"{repo / 'setup.cfg'}: not found")
-    return cfg
-
-
-def _pairs(text: str) -> Dict[str, str]:
-    """``a = b`` lines of a setup.cfg value as a dict."""
-    out = {}
-    for line in text.strip().splitlines():
-        if "=" in line:
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip()
-    return out
-
-
-def package_links(repo: Path, dest: Path) -> Path:
-    """``dest/mlbert``: the package as setup.cfg maps it, made of links into ``repo``; returns ``dest``."""
-    mapping = _pairs(_setup_cfg(repo)["options"]["package_dir"])
-    top = dest / "mlbert"
-    if top.exists():
-        shutil.rmtree(top)
-    top.mkdir(parents=True)
-    for entry in (repo / mapping["mlbert"]).iterdir():
-        if entry.name != "__pycache__":
-            (top / entry.name).symlink_to(entry.resolve())
-    for package, folder in mapping.items():
-        if package != "mlbert":
-            (top / package.split(".", 1)[1]).symlink_to((repo / folder).resolve())
-    return dest
-
-
-def console_scripts(repo: Path) -> Dict[str, str]:
-    """``{"mlb-batch": "mlbert.batch.cli:main", ...}`` from setup.cfg."""
-    return _pairs(_setup_cfg(repo)["options.entry_points"]["console_scripts"])
-
-
-def write_launchers(repo: Path, bin_dir: Path, python: str = sys.executable) -> Dict[str, Path]:
-    """One executable per console script in ``bin_dir``, as pip would write it."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, target in console_scripts(repo).items():
-        module, _, func = target.partition(":")
-        path = bin_dir / name
-        path.write_text(f"#!{python}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n", encoding="utf-8")
-        path.chmod(0o755)
-        written[name] = path
-    return written
-
-
-def link_nvidia_libraries(site: Path) -> List[str]:
-    """Make the CUDA libraries the machine's torch brought visible from ``site`` as ``site/nvidia/...``.
-
-    onnxruntime's ``preload_dlls`` looks for the nvidia-* wheels beside itself, as
-    ``pip install 'mlbert[cuda]'`` puts them in one site-packages; the bundle installs
-    onnxruntime-gpu into its own folder, so this links torch's copies next to it.
-    """
-    spec = importlib.util.find_spec("nvidia")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    target = site / "nvidia"
-    target.mkdir(parents=True, exist_ok=True)
-    linked = []
-    for location in spec.submodule_search_locations:
-        location_path = Path(location).resolve()
-        if location_path == target.resolve():
-            continue
-        for child in sorted(location_path.iterdir()):
-            if not (target / child.name).exists():
-                (target / child.name).symlink_to(child)
-                linked.append(str(child))
-    return linked
 
 
 def _cpu_facts() -> Dict[str, Any]:
