@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import itertools
 from typing import BinaryIO, Iterator, Optional, Tuple
 
 from mlbert.errors import InputError, UsageError
@@ -63,12 +64,13 @@ def decoded_lines(stream: BinaryIO, encoding: str, path: str) -> Iterator[Line]:
 
 
 def _split_then_decode(stream: BinaryIO, encoding: str) -> Iterator[Line]:
-    first = True
-    for raw in stream:
-        if first:
-            first = False
-            if encoding == UTF8 and raw.startswith(UTF8_BOM):
-                raw = raw[len(UTF8_BOM):]
+    lines = iter(stream)
+    first = next(lines, None)
+    if first is None:
+        return
+    if encoding == UTF8 and first.startswith(UTF8_BOM):
+        first = first[len(UTF8_BOM):]
+    for raw in itertools.chain((first,), lines):
         try:
             yield raw.decode(encoding), None
         except UnicodeDecodeError as exc:

@@ -27,8 +27,7 @@ from __future__ import annotations
 import csv
 import sys
 from collections import deque
-from dataclasses import dataclass
-from typing import Deque, Iterator, List, Optional
+from typing import Deque, Iterator, List, NamedTuple, Optional, Tuple
 
 from mlbert.io.columns import known_column_name
 from mlbert.io.decoding import Line
@@ -42,9 +41,8 @@ MAX_QUOTED_CHARS = 1 << 20
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-@dataclass
-class Record:
-    """One record: its cells (None when broken), its first physical line, its error, its first bad byte."""
+class Record(NamedTuple):
+    """One record: its first physical line, its cells (None when broken), its error, its first bad byte."""
 
     line: int
     cells: Optional[List[str]]
@@ -52,11 +50,8 @@ class Record:
     bad_byte: Optional[int] = None
 
 
-@dataclass
-class _FedLine:
-    number: int
-    text: str
-    bad_byte: Optional[int]
+# A physical line as fed to csv: (number, text, offset of its first undecodable byte or None).
+_Fed = Tuple[int, str, Optional[int]]
 
 
 class _Runaway(Exception):
@@ -64,43 +59,60 @@ class _Runaway(Exception):
 
 
 class _LineFeed:
-    """csv's input: physical lines, first any pushed back; remembers those of the record being read."""
+    """csv's input: physical lines, first any pushed back; remembers those of the record being read.
+
+    It runs once per line, so it is kept lean: tuples, and the first bad byte noted as lines come.
+    """
+
+    __slots__ = ("_lines", "_pushed", "_count", "record", "_chars", "bad_byte", "exhausted")
 
     def __init__(self, lines: Iterator[Line]):
         self._lines = lines
-        self._pushed: Deque[_FedLine] = deque()
+        self._pushed: Deque[_Fed] = deque()
         self._count = 0
-        self.record: List[_FedLine] = []
+        self.record: List[_Fed] = []
         self._chars = 0
+        self.bad_byte: Optional[int] = None
         self.exhausted = False
 
     def __iter__(self) -> "_LineFeed":
         return self
 
-    def __next__(self) -> str:
+    def take(self) -> Optional[_Fed]:
+        """The next line (None at the end), not remembered: the fast path for lines without quotes."""
         if self._pushed:
-            fed = self._pushed.popleft()
-        else:
-            try:
-                text, bad = next(self._lines)
-            except StopIteration:
-                self.exhausted = True
-                raise
-            self._count += 1
-            # Python 3.10's csv refuses NUL; it is never text (the pipeline drops it too).
-            fed = _FedLine(self._count, text.replace("\x00", "") if "\x00" in text else text, bad)
-        self.record.append(fed)
-        self._chars += len(fed.text)
-        if len(self.record) > 1 and (len(self.record) > MAX_QUOTED_LINES or self._chars > MAX_QUOTED_CHARS):
-            raise _Runaway()
-        return fed.text
+            return self._pushed.popleft()
+        try:
+            text, bad = next(self._lines)
+        except StopIteration:
+            return None
+        self._count += 1
+        if "\x00" in text:  # Python 3.10's csv refuses NUL; it is never text (the pipeline drops it too)
+            text = text.replace("\x00", "")
+        return self._count, text, bad
+
+    def __next__(self) -> str:
+        fed = self.take()
+        if fed is None:
+            self.exhausted = True
+            raise StopIteration
+        record = self.record
+        record.append(fed)
+        if fed[2] is not None and self.bad_byte is None:
+            self.bad_byte = fed[2]
+        if len(record) > 1:
+            self._chars += len(fed[1])
+            if len(record) > MAX_QUOTED_LINES or self._chars + len(record[0][1]) > MAX_QUOTED_CHARS:
+                raise _Runaway()
+        return fed[1]
 
     def start_record(self) -> None:
         self.record = []
         self._chars = 0
+        self.bad_byte = None
         self.exhausted = False
 
-    def push_back(self, lines: List[_FedLine]) -> None:
+    def push_back(self, lines: List[_Fed]) -> None:
         """Read these lines again, before any new one."""
         self._pushed.extendleft(reversed(lines))
 
@@ -110,6 +122,7 @@ class DelimitedRecords:
 
     def __init__(self, lines: Iterator[Line], delimiter: str):
         self.delimiter = delimiter
+        self.name = "CSV" if delimiter == "," else "TSV"
         self._feed = _LineFeed(lines)
         self._reader = csv.reader(self._feed, delimiter=delimiter, strict=True)
 
@@ -117,39 +130,56 @@ class DelimitedRecords:
         return self
 
     def __next__(self) -> Record:
+        """The next record. A line without a quote or a stray CR is split on the separator directly (what
+        csv would give, at a fraction of the cost); any other line starts a record csv reads."""
         feed = self._feed
         while True:
-            feed.start_record()
-            try:
-                cells = next(self._reader)
-            except _Runaway:
-                too_long = f"{MAX_QUOTED_LINES:,} lines" if len(feed.record) > MAX_QUOTED_LINES else \
-                    f"{MAX_QUOTED_CHARS:,} characters"
-                return self._broken(f"is still open after {too_long}")
-            except csv.Error as exc:
-                lines = feed.record
-                if feed.exhausted:
-                    return self._broken("never closes")
-                if len(lines) == 1:
-                    return self._lenient(lines[0])
-                return self._broken(f"is closed badly on line {lines[-1].number} ({exc})")
-            if cells:  # a blank line is no record
-                first = feed.record[0]
-                return Record(first.number, cells, None, _first_bad(feed.record))
+            fed = feed.take()
+            if fed is None:
+                raise StopIteration
+            body = fed[1].rstrip("\r\n")
+            if '"' not in body and "\r" not in body:
+                if body:  # a blank line is no record
+                    return Record(fed[0], body.split(self.delimiter), None, fed[2])
+                continue
+            feed.push_back([fed])
+            record = self._csv_record()
+            if record is not None:
+                return record
+
+    def _csv_record(self) -> Optional[Record]:
+        """One record through csv (strict), broken quotes recovered; None for a blank one."""
+        feed = self._feed
+        feed.start_record()
+        try:
+            cells = next(self._reader)
+        except _Runaway:
+            too_long = f"{MAX_QUOTED_LINES:,} lines" if len(feed.record) > MAX_QUOTED_LINES else \
+                f"{MAX_QUOTED_CHARS:,} characters"
+            return self._broken(f"is still open after {too_long}")
+        except csv.Error as exc:
+            lines = feed.record
+            if feed.exhausted:
+                return self._broken("never closes")
+            if len(lines) == 1:
+                return self._lenient(lines[0], exc)
+            return self._broken(f"is closed badly on line {lines[-1][0]} ({exc})")
+        except StopIteration:
+            return None
+        return Record(feed.record[0][0], cells, None, feed.bad_byte) if cells else None
 
     def _broken(self, how: str) -> Record:
         first, rest = self._feed.record[0], self._feed.record[1:]
         self._feed.push_back(rest)
-        return Record(first.number, None, f"the quoted field opened on line {first.number} {how}")
+        return Record(first[0], None, f"broken quote: the quoted field opened on line {first[0]} {how}")
 
-    def _lenient(self, fed: _FedLine) -> Record:
+    def _lenient(self, fed: _Fed, error: csv.Error) -> Record:
         """One line whose closing quote is followed by more text: read as csv's lenient mode always read it."""
-        cells = next(csv.reader([fed.text.rstrip("\r\n")], delimiter=self.delimiter), [])
-        return Record(fed.number, cells, None, fed.bad_byte)
-
-
-def _first_bad(lines: List[_FedLine]) -> Optional[int]:
-    return next((fed.bad_byte for fed in lines if fed.bad_byte is not None), None)
+        try:
+            cells = next(csv.reader([fed[1].rstrip("\r\n")], delimiter=self.delimiter), [])
+        except csv.Error:  # a CR inside an unquoted field, say: not even lenient csv reads it
+            return Record(fed[0], None, f"malformed {self.name} row ({error})")
+        return Record(fed[0], cells, None, fed[2])
 
 
 def _looks_like_names(cells: List[str]) -> bool:

@@ -196,8 +196,8 @@ class Table(RowSource):
         if first is None:
             return
         if first.cells is None:  # the first record decides the columns; a broken one cannot
-            raise InputError(f"line {first.line}: a broken quote ({first.error}); the first row decides the "
-                             "columns, so the file is refused", self.path)
+            raise InputError(f"line {first.line}: {first.error}; the first row decides the columns, so the file "
+                             "is refused", self.path)
         if is_header(first, self._header_hint, other):
             self.has_header = True
             self.columns = [c.strip() for c in first.cells]
@@ -247,7 +247,7 @@ class Table(RowSource):
 
     def _delimited_row(self, number: int, record: Record, width: int) -> Row:
         if record.cells is None:
-            return Row(number, None, f"broken quote: {record.error}; the lines after it are read as rows")
+            return Row(number, None, record.error)
         if record.bad_byte is not None:
             return Row(number, None, self._bad_bytes(record.bad_byte))
         if len(record.cells) != width:

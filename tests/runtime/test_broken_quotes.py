@@ -76,7 +76,7 @@ def test_a_broken_first_row_refuses_the_file_naming_the_line(tmp_path, golden_mo
     out.write_text("yesterday\n")
     result = run([str(source), "-o", str(out)], golden_model)
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: {source}: line 1: a broken quote") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: {source}: line 1: broken quote: the quoted field opened on line 1 ") and result.stderr.count("\n") == 1
     assert out.read_text() == "yesterday\n"
     with pytest.raises(InputError, match="the first row decides the columns"):
         _rows(source)
@@ -114,3 +114,9 @@ def test_blank_lines_before_the_header_lose_nothing(tmp_path):
 def _write_bytes(path, data):
     path.write_bytes(data)
     return path
+
+
+def test_a_carriage_return_inside_an_unquoted_field_is_an_error_row_not_a_crash(tmp_path):
+    _, rows = _rows(_write_bytes(tmp_path / "a.csv", b'id,text\n1,a\rb\n2,"x" \ry\n3,ok\n'))
+    assert [r.number for r in rows] == [1, 2, 3] and rows[2].values == {"id": "3", "text": "ok"}
+    assert rows[0].error.startswith("malformed CSV row (") and rows[1].error.startswith("malformed CSV row (")
