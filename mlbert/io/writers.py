@@ -145,7 +145,7 @@ class OutputFile:
         """Fail before any work (exit 1, one line) if the output cannot be written: its folder, bucket or stdout."""
         if self.is_stdout:
             if getattr(sys.stdout, "buffer", None) is None:
-                raise MlbError("stdout is closed (the command was started with >&-); give -o FILE")
+                raise MlbError("stdout is closed or takes no bytes (started with >&-?); give -o FILE")
             return
         if self.is_url:
             check_output_url(self.path)

@@ -120,3 +120,26 @@ def test_a_carriage_return_inside_an_unquoted_field_is_an_error_row_not_a_crash(
     _, rows = _rows(_write_bytes(tmp_path / "a.csv", b'id,text\n1,a\rb\n2,"x" \ry\n3,ok\n'))
     assert [r.number for r in rows] == [1, 2, 3] and rows[2].values == {"id": "3", "text": "ok"}
     assert rows[0].error.startswith("malformed CSV row (") and rows[1].error.startswith("malformed CSV row (")
+
+
+def test_a_run_that_would_write_fewer_records_than_rows_is_not_published(tmp_path, golden_model, monkeypatch):
+    """The last line of defence, checked by both engines before publishing: rows read == records written."""
+    from mlbert.batch.pipeline import BatchJob
+
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n" + "".join(f"{i},i am so happy today {i}\n" for i in range(30)))
+    out = tmp_path / "out.jsonl"
+    out.write_text("yesterday\n")
+    real = BatchJob._publish_chunk
+
+    def losing_a_chunk(self, output, formatter, result, *args):
+        if result.row_numbers[0] == 11:  # a bug that drops the second chunk
+            return None
+        return real(self, output, formatter, result, *args)
+
+    monkeypatch.setattr(BatchJob, "_publish_chunk", losing_a_chunk)
+    result = run([str(source), "-o", str(out), "--chunk-size", "10"], golden_model)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {source}: read 30 rows but wrote 20 records; the output is not published " \
+                            "(please report this)\n"
+    assert out.read_text() == "yesterday\n"
