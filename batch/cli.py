@@ -15,8 +15,9 @@ from typing import Any, Dict, List, Optional
 import click
 
 from mlbert import __version__
-from mlbert.cli_common import MlbCommand, Stopped
-from mlbert.errors import ExitCode, MlbError, UsageError, first_line
+from mlbert.cli_common import MlbCommand
+from mlbert.errors import ExitCode, UsageError
+from mlbert.io.columns import TEXT_COLUMN_NAMES
 from mlbert.io.formats import format_names
 from mlbert.runtime.providers import DEVICES, token_budget_help
 
@@ -88,16 +89,21 @@ Cron (MLB_MODEL set once; --resume continues a killed run):
 INPUT is CSV, TSV, JSON lines or plain text (one text per line), optionally .gz, or
 Parquet (pip install 'mlbert[parquet]'); "-" is stdin (plain text unless --format says
 otherwise); s3://, gs://, az:// and https:// URLs are read through fsspec. The output is
-JSON lines unless its name ends in .csv, .tsv or .parquet. Rows that cannot be classified
-(empty text, malformed line) get a record with "error" and "row". With an output folder
-(-o DIR/) each input NAME.csv becomes DIR/NAME.jsonl (or .csv/.tsv/.parquet with
---output-format) and DIR/NAME.jsonl.done marks it done; a failed file is reported and the
-others still run.
+JSON lines unless its name ends in .csv, .tsv or .parquet, gzip-compressed when it ends
+in .gz (labels.jsonl.gz). Every input row gets one record: rows that cannot be classified
+(empty text, malformed line, a quote that never closes) get a record with "error" and
+"row". A named pipe, a device or /dev/stdout given to -o is written straight into; a
+symlink's target is replaced and the link kept. With an output folder (-o DIR/) each input
+NAME.csv becomes DIR/NAME.jsonl (or .csv/.tsv/.parquet with --output-format) and
+DIR/NAME.jsonl.done marks it done; a failed file is reported and the others still run; an
+empty folder or a glob that matches nothing is nothing to do (exit 0).
 
 \b
-Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
-1 failure (previous output untouched); 4 another run holds the output's lock;
-130 / 143 stopped by Ctrl-C / SIGTERM (previous output untouched).
+Exit codes: 0 success, or nothing to do; 3 success but more error rows than
+--max-errors allows (default 0); 1 failure: an input that cannot be read, an
+output, lock or report that cannot be written (previous output untouched);
+2 usage error; 4 another run holds the output's lock; 130 / 143 stopped by
+Ctrl-C / SIGTERM (previous output untouched).
 """
 
 
@@ -111,10 +117,15 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
               help="Model written by mlb-export. [env: MLB_MODEL]")
 @click.option("--format", "format_", type=click.Choice(format_names(aliases=True)),
               help="Input format when the name does not say (default for stdin: text).")
-@click.option("--header/--no-header", default=None, help="Whether CSV/TSV input has a header row (default: detect).")
+@click.option("--header/--no-header", default=None,
+              help="Whether CSV/TSV input has a header row (default: detect; a one-column file has one only when "
+                   "its first line is a known column name such as text or id).")
+@click.option("--encoding", metavar="NAME",
+              help="The input's text encoding (default utf-8): latin-1, cp1252, utf-16, shift_jis, ...")
 @click.option("--text-column", metavar="NAME|N",
-              help="Column with the text (default: text, Tweet, sentence, comment, content, body or message; "
-                   "without a header row, the column with by far the most letters, or give its 1-based position).")
+              help=f"Column with the text (default: the first present of {', '.join(TEXT_COLUMN_NAMES)}, any case; "
+                   "else the only column; without such a name, the column with by far the most letters; or give "
+                   "its 1-based position). The summary names the column and why.")
 @click.option("--id-column", "id_columns", multiple=True, metavar="NAME|N",
               help="Column copied to each record; repeatable; N is a 1-based position in a file without a header "
                    "(default: id/ID if present, else the row number).")
@@ -156,30 +167,39 @@ Exit codes: 0 success; 3 success but some rows had errors; 2 usage error;
               help="After the run (failed runs too), write a JSON report for monitoring: rows, errors by kind, "
                    "speed, model SHA-256, per-label positive shares against validation, drift flags.")
 @click.option("--report-prom", metavar="FILE.prom",
-              help="The same numbers in Prometheus text format (for node-exporter's textfile collector).")
+              help="The same numbers in Prometheus text format (for node-exporter's textfile collector), labelled "
+                   "with job and input.")
+@click.option("--job", "job_name", metavar="NAME",
+              help="The job label of --report-prom and the report's job (default: the output's name).")
+@click.option("--max-errors", default="0", show_default=True, metavar="N|P%",
+              help="Error rows tolerated before exit 3: a count (10) or a share of the rows (0.5%).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary (errors are still printed).")
 def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str], header: Optional[bool],
-        text_column: Optional[str], id_columns: tuple, output_format: Optional[str], thresholds: tuple,
-        top_k: Optional[int], scores: bool, device: str, threads: Optional[int], streams: Optional[int], token_budget: Optional[int],
-        chunk_size: int, resume: bool, redo: bool, engine: str, ray_address: Optional[str],
-        ray_concurrency: Optional[int], ray_batch_size: Optional[int], staging_dir: Optional[str],
-        report_json: Optional[str], report_prom: Optional[str], quiet: bool) -> int:
-    from mlbert.batch.job import BatchOptions
+        encoding: Optional[str], text_column: Optional[str], id_columns: tuple, output_format: Optional[str],
+        thresholds: tuple, top_k: Optional[int], scores: bool, device: str, threads: Optional[int],
+        streams: Optional[int], token_budget: Optional[int], chunk_size: int, resume: bool, redo: bool, engine: str,
+        ray_address: Optional[str], ray_concurrency: Optional[int], ray_batch_size: Optional[int],
+        staging_dir: Optional[str], report_json: Optional[str], report_prom: Optional[str], job_name: Optional[str],
+        max_errors: str, quiet: bool) -> int:
+    from mlbert.batch.job import BatchOptions, ErrorTolerance
+    from mlbert.batch.reporting import Reports
 
     options = BatchOptions(
         input=inputs[0], output=output, model=model, format=format_, header=header, text_column=text_column,
         id_columns=id_columns, output_format=output_format, thresholds=thresholds, top_k=top_k, scores=scores,
         device=device, threads=threads, streams=streams, token_budget=token_budget, chunk_size=chunk_size, resume=resume,
-        staging_dir=staging_dir,
+        staging_dir=staging_dir, encoding=encoding,
     )
     if threads:
         # tokenizers' Rust thread pool reads this when it first starts.
         os.environ.setdefault("RAYON_RS_NUM_CPUS", str(threads))
-    reports = _Reports(report_json, report_prom, inputs, output, model)
+    reports = Reports(report_json, report_prom, inputs, output, model, job_name, max_errors)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
     made: List[Any] = []
     job = None
     try:
+        tolerance = ErrorTolerance.parse(max_errors)
+        reports.check()  # a report that cannot be written is known before the output is touched
         job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet,
                            made)
         click.get_current_context().obj["job"] = job  # for the line printed if the run is stopped
@@ -196,66 +216,18 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
         for note in summary.notes:
             click.echo(f"mlb-batch: {note}", err=True)
         click.echo(summary.line(), err=True)
-    code = getattr(summary, "exit_code", None)  # an inbox decides from all its files
-    code = code if code is not None else ExitCode.ROW_ERRORS if summary.errors else ExitCode.OK
+    code = _exit_code(summary, tolerance)
     reports.finished(job, summary, code)
     return code
 
 
-class _Reports:
-    """``--report-json`` / ``--report-prom``: written once the run ends, however it ends."""
-
-    STATUS = {ExitCode.OK: "ok", ExitCode.ROW_ERRORS: "row_errors", ExitCode.LOCKED: "locked"}
-
-    def __init__(self, json_path: Optional[str], prom_path: Optional[str], inputs: tuple, output: str,
-                 model: Optional[str]):
-        from mlbert.io.storage import is_url
-
-        self.paths = (json_path, prom_path)
-        self.where = dict(inputs=list(inputs), output=output, model=model, started=time.time())
-        for path in self.paths:  # a report that cannot be written is known before the run, not after
-            folder = os.path.dirname(os.path.abspath(path)) if path and not is_url(path) else None
-            if folder is not None and not os.path.isdir(folder):
-                raise UsageError(f"{path}: the report's folder {folder} does not exist")
-
-    def finished(self, job: Any, summary: Any, code: int) -> None:
-        self._write(job, summary, code, self.STATUS.get(code, "failed"), None)
-
-    def failed(self, job: Any, exc: BaseException) -> None:
-        """Report a run that raised; a report that then fails to write must not hide the run's error."""
-        if isinstance(exc, (KeyboardInterrupt, Stopped)):
-            code = ExitCode.SIGINT if isinstance(exc, KeyboardInterrupt) else ExitCode.SIGTERM
-            status, message = "stopped", "stopped by " + ("Ctrl-C" if code == ExitCode.SIGINT else "SIGTERM")
-        elif isinstance(exc, MlbError):
-            code, message = exc.exit_code, str(exc)
-            status = "locked" if code == ExitCode.LOCKED else "failed"
-        else:
-            code, status, message = ExitCode.FAILURE, "failed", first_line(exc)
-        summary = getattr(job, "result", None) or getattr(job, "summary", None)
-        if summary is None:  # stopped before a job existed (no input matched, an option refused)
-            from mlbert.batch.job import Summary
-
-            summary = Summary(output=self.where["output"])
-        try:
-            self._write(job, summary, code, status, message)
-        except (MlbError, OSError) as report_error:
-            click.echo(f"Error: the run report could not be written: {first_line(report_error)}", err=True)
-
-    def _write(self, job: Any, summary: Any, code: int, status: str, error: Optional[str]) -> None:
-        if not any(self.paths):
-            return
-        from mlbert.batch.run_report import build_report, run_facts, write_json_report, write_prometheus
-
-        report = build_report(run_facts(job, summary, exit_code=int(code), status=status, error=error, **self.where))
-        json_path, prom_path = self.paths
-        try:
-            if json_path:
-                write_json_report(json_path, report)
-            if prom_path:
-                write_prometheus(prom_path, report)
-        except OSError as exc:
-            raise MlbError(f"{exc.filename or json_path or prom_path}: cannot write the run report "
-                           f"({exc.strerror or exc})") from None
+def _exit_code(summary: Any, tolerance: Any) -> int:
+    """0, or 3 when the error rows are more than --max-errors allows; an inbox's failed or locked files first."""
+    code = getattr(summary, "exit_code", None)  # an inbox decides from all its files
+    code = code if code is not None else ExitCode.ROW_ERRORS if summary.errors else ExitCode.OK
+    if code == ExitCode.ROW_ERRORS and tolerance.allows(summary.errors, summary.rows):
+        return ExitCode.OK
+    return code
 
 
 def _make_runner(inputs: tuple, options: Any, engine: str, ray_address: Optional[str],

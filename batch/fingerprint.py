@@ -11,16 +11,29 @@ and run (chunk size, token budget, execution provider, threads).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, Dict, Optional
 
 from mlbert import __version__
-from mlbert.io.storage import is_url, sha256_ends
+from mlbert.io.storage import is_url, open_input
 from mlbert.io.storage import stat as storage_stat
 
 # A file is identified by its path, size, modification time and the SHA-256 of its first
 # and last MiB: cheap on a file of many GB, and a changed or replaced file is noticed.
 _ENDS_BYTES = 1 << 20
+
+
+def sha256_ends(path: str, ends_bytes: int, size: int) -> str:
+    """SHA-256 of the first and last ``ends_bytes`` of a file (the whole file when it is small)."""
+    digest = hashlib.sha256()
+    handle, _ = open_input(path)
+    with handle:
+        digest.update(handle.read(ends_bytes))
+        if size > 2 * ends_bytes:
+            handle.seek(size - ends_bytes)
+            digest.update(handle.read(ends_bytes))
+    return digest.hexdigest()
 
 
 def file_fingerprint(path: str) -> Dict[str, Any]:
@@ -60,6 +73,8 @@ def job_fingerprint(options: Any, output_format: str, execution: Optional[Dict[s
             "scores": options.scores,
         },
     }
+    if getattr(options, "encoding", None):  # only when given, so that earlier runs' fingerprints still match
+        fingerprint["settings"]["encoding"] = options.encoding
     if execution is not None:
         fingerprint["execution"] = dict(execution)
     return fingerprint

@@ -84,6 +84,8 @@ def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> L
     A folder contributes its files whose names say CSV, TSV, JSON lines or text (optionally
     .gz), sorted by name; others are listed in ``notes``, never dropped silently. A glob
     (quoted, so the shell leaves it alone) matches files, sorted. A file named twice runs once.
+    An empty folder or a glob that matches nothing contributes nothing and says so in
+    ``notes``: a quiet night's inbox is nothing to do, not an error.
     """
     if not inputs:
         raise UsageError("no input: give a file, a folder, a glob or - for stdin")
@@ -102,13 +104,13 @@ def expand_inputs(inputs: Sequence[str], notes: Optional[List[str]] = None) -> L
                     f"{item}: ignored {len(ignored)} file(s) whose names are not {'/'.join(main_extensions())}(.gz): "
                     + ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else "")
                 )
-            if not found:
-                raise UsageError(f"{item}: the folder holds no {', '.join(main_extensions())} files (optionally .gz)")
+            if not found and notes is not None:
+                notes.append(f"{item}: the folder holds no {', '.join(main_extensions())} files (optionally .gz)")
             files.extend(found)
         elif _is_pattern(item):
             found = [p for p in storage.glob_files(item) if _candidate(p)]
-            if not found:
-                raise UsageError(f"{item}: no file matches this pattern")
+            if not found and notes is not None:
+                notes.append(f"{item}: no file matches this pattern")
             files.extend(found)
         else:  # a missing file is the reader's error (exit 1), like any unreadable input
             files.append(item)
@@ -141,7 +143,7 @@ def plan(inputs: Sequence[str], output: str, explicit_format: Optional[str] = No
     """Pair every input with its output, checking everything that needs no model."""
     notes: List[str] = []
     files = expand_inputs(inputs, notes)
-    several = len(files) > 1 or any(i != "-" and (_is_folder(i) or _is_pattern(i)) for i in inputs)
+    several = len(files) != 1 or any(i != "-" and (_is_folder(i) or _is_pattern(i)) for i in inputs)
     if not _is_dir_target(output):
         if several:
             raise UsageError(
@@ -152,7 +154,7 @@ def plan(inputs: Sequence[str], output: str, explicit_format: Optional[str] = No
         raise UsageError("stdin has no name to give its output in a folder; use -o FILE or -o -")
     folder = output
     if not storage.is_url(folder) and os.path.exists(folder) and not os.path.isdir(folder):
-        raise UsageError(f"{folder}: not a folder")
+        raise MlbError(f"{folder}: cannot write the outputs there (not a folder)")
     fmt = output_format("x", explicit_format)
     planned: List[PlannedFile] = []
     by_output: Dict[str, str] = {}
@@ -231,6 +233,13 @@ class InboxSummary:
     notes: List[str] = field(default_factory=list)
     failure_codes: List[int] = field(default_factory=list)
     tally: Optional[Tally] = None  # over the files written in this run, for the run report
+    rows_read: int = 0
+    text_columns: Dict[str, Any] = field(default_factory=dict)  # input -> the ColumnChoice its run made
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """No input at all (an empty folder, a glob that matched nothing): exit 0, status nothing_to_do."""
+        return self.files == 0
 
     @property
     def exit_code(self) -> int:
@@ -245,6 +254,8 @@ class InboxSummary:
         return ExitCode.ROW_ERRORS if self.errors else ExitCode.OK
 
     def line(self) -> str:
+        if self.nothing_to_do:
+            return f"mlb-batch: nothing to do: no input file -> {self.output}"
         parts = [f"{self.files} files: {self.processed} written"]
         if self.skipped:
             parts.append(f"{self.skipped} already done")
@@ -255,7 +266,7 @@ class InboxSummary:
         provider = f", {self.provider}" if self.provider else ""
         return (
             f"mlb-batch: {', '.join(parts)}; {self.rows} rows, {self.errors} errors, "
-            f"{self.seconds:.1f} s{provider} -> {self.output}"
+            f"{self.seconds:.1f} s{provider} -> {self.output}; {self.rows_read} rows read, {self.rows} records written"
         )
 
 
@@ -294,14 +305,18 @@ class InboxRun:
         return self.job.classifier if self.job is not None else None
 
     def prepare(self) -> None:
-        """Checks that need no model; the model loads with the first file that is not done."""
-        if self.plan.output_dir and storage.is_url(self.plan.output_dir):
-            storage.check_output_url(self.plan.output_dir)
-        elif self.plan.output_dir and not os.path.isdir(self.plan.output_dir):
-            parent = os.path.dirname(os.path.abspath(self.plan.output_dir.rstrip("/" + os.sep))) or "."
-            if not os.path.isdir(parent):
-                raise UsageError(f"{self.plan.output_dir}: its parent folder {parent} does not exist")
-            os.makedirs(self.plan.output_dir, exist_ok=True)
+        """Checks that need no model (the output folder exists or can be made, and is writable); the model
+        loads with the first file that is not done."""
+        folder = self.plan.output_dir
+        if folder and storage.is_url(folder):
+            storage.check_output_url(folder)
+            return
+        if folder and not os.path.isdir(folder):
+            parent = os.path.dirname(os.path.abspath(folder.rstrip("/" + os.sep))) or "."
+            storage.check_folder_writable(parent, f"{folder}: cannot create the output folder")
+            os.makedirs(folder, exist_ok=True)
+        if folder:
+            storage.check_folder_writable(folder, f"{folder}: cannot write the outputs")
 
     def run(self, on_progress: Optional[ProgressCallback] = None) -> InboxSummary:
         started = time.monotonic()
@@ -350,7 +365,9 @@ class InboxRun:
                 result.tally.add(summary.tally)
             result.processed += 1
             result.rows += summary.rows
+            result.rows_read += summary.rows_read
             result.errors += summary.errors
+            result.text_columns[item.input] = summary.text_column
             result.provider = summary.provider
             result.notes.extend(f"{item.input}: {note}" for note in summary.notes)
             if not self.quiet:

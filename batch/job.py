@@ -15,9 +15,9 @@ import numpy as np
 
 from mlbert.batch.run_report import Tally
 from mlbert.decisions import check_threshold, label_position, resolve_thresholds
-from mlbert.errors import UsageError
+from mlbert.errors import MlbError, UsageError
 from mlbert.io import columns
-from mlbert.io.columns import SAMPLE_ROWS
+from mlbert.io.columns import SAMPLE_ROWS, ColumnChoice
 from mlbert.io.readers import Row, Table
 from mlbert.io.records import ROW_ID
 from mlbert.runtime.classifier import DEFAULT_CHUNK_SIZE
@@ -46,10 +46,13 @@ class BatchOptions:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     resume: bool = False
     staging_dir: Optional[str] = None  # where an output URL's partial, progress and lock files live
+    encoding: Optional[str] = None  # the input's text encoding (None: UTF-8)
 
 
 @dataclass
 class Summary:
+    """One file's run. ``rows`` counts the records written, ``rows_read`` the rows the reader gave: always equal."""
+
     rows: int = 0
     errors: int = 0
     seconds: float = 0.0
@@ -58,6 +61,9 @@ class Summary:
     resumed_from: int = 0
     notes: List[str] = field(default_factory=list)
     tally: Optional[Tally] = None  # positives per label and error kinds, for the run report
+    rows_read: int = 0
+    text_column: Optional[ColumnChoice] = None
+    output_note: Optional[str] = None  # how the output was written when not replaced atomically
 
     @property
     def rows_per_second(self) -> float:
@@ -67,10 +73,46 @@ class Summary:
     def line(self) -> str:
         resumed = f" (resumed after row {self.resumed_from})" if self.resumed_from else ""
         where = "stdout" if self.output == "-" else self.output
+        how = f" ({self.output_note})" if self.output_note else ""
+        column = f"; text column {self.text_column.name!r}: {self.text_column.chosen_by}" if self.text_column else ""
         return (
             f"mlb-batch: {self.rows} rows, {self.errors} errors, {self.seconds:.2f} s, "
-            f"{self.rows_per_second:.0f} rows/s, {self.provider}{resumed} -> {where}"
+            f"{self.rows_per_second:.0f} rows/s, {self.provider}{resumed} -> {where}{how}; "
+            f"{self.rows_read} rows read, {self.rows} records written{column}"
         )
+
+
+@dataclass(frozen=True)
+class ErrorTolerance:
+    """``--max-errors N`` or ``P%``: how many error records a run may have and still exit 0."""
+
+    count: Optional[int] = 0
+    percent: Optional[float] = None
+
+    @classmethod
+    def parse(cls, text: Optional[str]) -> "ErrorTolerance":
+        if text is None or not str(text).strip():
+            return cls()
+        value = str(text).strip()
+        try:
+            if value.endswith("%"):
+                percent = float(value[:-1])
+                if 0 <= percent <= 100:
+                    return cls(None, percent)
+            elif int(value) >= 0:
+                return cls(int(value), None)
+        except ValueError:
+            pass
+        raise UsageError(f"--max-errors {value!r}: expected a number of rows (10) or a percentage of rows (0.5%)")
+
+    def allows(self, errors: int, rows: int) -> bool:
+        """Whether ``errors`` error records among ``rows`` are tolerated (exit 0 rather than 3)."""
+        if self.percent is not None:
+            return errors * 100 <= self.percent * rows
+        return errors <= (self.count or 0)
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.count)
 
 
 ProgressCallback = Callable[[int, int, int, Optional[int]], None]
@@ -109,14 +151,32 @@ def _where(table: Table) -> str:
     return "stdin" if table.path == "-" else table.path
 
 
-def pick_text_column(table: Table, explicit: Optional[str]) -> str:
-    """The text column by the rule every command shares (``columns.text_column``), from the first rows."""
+def pick_text_column(table: Table, explicit: Optional[str]) -> ColumnChoice:
+    """The text column and why, by the rule every command shares (``columns.choose_text_column``), from the first rows."""
     if not table.columns:  # an empty file (or JSON lines whose first line is bad): rows decide
-        return explicit or "text"
+        return ColumnChoice(explicit, "given with --text-column") if explicit else \
+            ColumnChoice("text", "the default: no column names to choose from")
     other_delimiter = {"csv": "\t", "tsv": ","}.get(table.format.format) if table.has_header else None
     sample = [row.values for row in table.sample(SAMPLE_ROWS) if row.values is not None]
-    return columns.text_column(table.columns, sample, explicit=explicit, source=_where(table),
-                               delimiter_hint=other_delimiter)
+    choice = columns.choose_text_column(table.columns, sample, explicit=explicit, source=_where(table),
+                                        delimiter_hint=other_delimiter)
+    if table.format.format in ("csv", "tsv") and not table.has_header and not explicit:
+        return ColumnChoice(choice.name, f"{choice.chosen_by}; no header row")
+    return choice
+
+
+def counted(rows: Iterator[Row], summary: Summary) -> Iterator[Row]:
+    """``rows``, counting each into ``summary.rows_read`` (held against the records written)."""
+    for row in rows:
+        summary.rows_read += 1
+        yield row
+
+
+def check_rows_out(summary: Summary, where: str) -> None:
+    """Rows in == rows out, checked before the output is published: never success with fewer records."""
+    if summary.rows_read != summary.rows:
+        raise MlbError(f"{where}: read {summary.rows_read} rows but wrote {summary.rows} records; the output is not "
+                       "published (please report this)")
 
 
 def pick_id_columns(table: Table, explicit: Sequence[str], text_column: str) -> List[str]:

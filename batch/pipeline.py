@@ -17,15 +17,16 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 
 from mlbert.batch.fingerprint import job_fingerprint
-from mlbert.batch.job import (BatchOptions, ProgressCallback, Summary, chunks_of, parse_thresholds, pick_id_columns,
-                              pick_text_column, split_chunk)
+from mlbert.batch.job import (BatchOptions, ProgressCallback, Summary, check_rows_out, chunks_of, counted,
+                              parse_thresholds, pick_id_columns, pick_text_column, split_chunk)
 from mlbert.batch.run_report import Tally
 from mlbert.errors import InputError, UsageError
-from mlbert.io.formats import finisher, make_formatter, output_format
+from mlbert.io.decoding import normalise_encoding
+from mlbert.io.formats import finisher, make_formatter, output_format, output_gzip
 from mlbert.io.lock import OutputLock
 from mlbert.io.readers import Row, Table, open_table
 from mlbert.io.records import ROW_ID, ChunkResult
-from mlbert.io.storage import READ_ONLY_SCHEMES, location_key, scheme
+from mlbert.io.storage import location_key
 from mlbert.io.writers import OutputFile
 from mlbert.runtime.classifier import Classifier, load
 
@@ -54,15 +55,30 @@ class BatchJob:
             raise UsageError(f"--top-k must be at least 1, not {o.top_k}")
         if o.output != "-" and location_key(o.output) == location_key(o.input):
             raise UsageError(f"{o.output}: the output would overwrite the input")
-        if scheme(o.output) in READ_ONLY_SCHEMES:
-            raise UsageError(f"{o.output}: {scheme(o.output)}:// is read-only; write to a file or an s3://, gs://, "
-                             "az:// URL")
-        if output_format(o.output, o.output_format) == "parquet" and o.output == "-":
-            raise UsageError("Parquet output needs a file (-o FILE.parquet): it is not written to stdout")
+        normalise_encoding(o.encoding)
+        fmt = output_format(o.output, o.output_format)
+        output_gzip(o.output, fmt)  # a .gz name for a format that compresses itself is refused
+        stream = self._output_file(fmt).is_stream
+        if fmt == "parquet" and stream:
+            raise UsageError(f"Parquet output needs a file (-o FILE.parquet) that can be replaced: it is not "
+                             f"written into {'stdout' if o.output == '-' else o.output}")
+        if o.resume and stream and o.output != "-":
+            raise UsageError(f"--resume needs an output file that can be replaced: {o.output} is written straight "
+                             "into, so there is nothing to resume")
+
+    def _output_file(self, fmt: str, fingerprint: Optional[Dict[str, Any]] = None) -> OutputFile:
+        o = self.options
+        return OutputFile(o.output, fingerprint, finish=finisher(fmt), staging_dir=o.staging_dir,
+                          compress=output_gzip(o.output, fmt))
+
+    def _check_destination(self) -> None:
+        """The output (its folder, where its lock goes, its bucket) can be written: known before the model loads."""
+        self._output_file(output_format(self.options.output, self.options.output_format)).check_writable()
 
     def prepare(self) -> Classifier:
         """Load the model and run a warm-up batch before anything is opened for writing."""
         self._check_options()
+        self._check_destination()
         o = self.options
         classifier = load(o.model, o.device, threads=o.threads, streams=o.streams, token_budget=o.token_budget)
         classifier.warm_up()
@@ -75,6 +91,7 @@ class BatchJob:
     def adopt(self, prepared: "BatchJob") -> None:
         """Use the model another (prepared) job loaded: an inbox loads it once for all files."""
         self._check_options()
+        self._check_destination()
         self.classifier = prepared.classifier
         self.summary.provider = prepared.summary.provider
 
@@ -98,38 +115,46 @@ class BatchJob:
         classifier = self.classifier or self.prepare()
         started = time.monotonic()
         fmt = output_format(o.output, o.output_format)
-        with open_table(o.input, o.format, o.header, default_format="text") as table:
-            text_column = pick_text_column(table, o.text_column)
-            id_columns = pick_id_columns(table, o.id_columns, text_column)
-            table.use_columns([text_column] + [c for c in id_columns if c != ROW_ID])
+        with open_table(o.input, o.format, o.header, default_format="text", encoding=o.encoding) as table:
+            choice = pick_text_column(table, o.text_column)
+            self.summary.text_column = choice
+            id_columns = pick_id_columns(table, o.id_columns, choice.name)
+            table.use_columns([choice.name] + [c for c in id_columns if c != ROW_ID])
             formatter = make_formatter(fmt, id_columns, classifier.label_names, classifier.thresholds,
                                        scores=o.scores, top_k=o.top_k, id_types=table.column_types)
-            fingerprint = self._fingerprint(fmt) if o.output != "-" else {}
-            output = OutputFile(o.output, fingerprint, finish=finisher(fmt), staging_dir=o.staging_dir)
+            output = self._output_file(fmt, self._fingerprint(fmt) if o.output != "-" else {})
             output.check_writable()
-            lock = OutputLock(output.local_path) if o.output != "-" else None
+            self.summary.output_note = output.note
+            lock = None if output.is_stream else OutputLock(output.local_path)
             if lock is not None:
                 lock.acquire()
             try:
-                resume_point = output.read_resume_point() if o.resume else None
-                if o.resume and output.resume_note:
-                    self.summary.notes.append(output.resume_note)
-                output.open(formatter.header(), resume_point)
-                try:
-                    self._stream(table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk)
-                    self.summary.seconds = time.monotonic() - started
-                    output.publish()
-                finally:
-                    output.close()
+                self._write(table, (choice.name, id_columns), formatter, output, started, (on_progress, after_chunk))
             finally:
                 if lock is not None:
                     lock.release()
                 output.remove_staging_folder()
         return self.summary
 
+    def _write(self, table: Table, columns: Any, formatter: Any, output: OutputFile, started: float,
+               hooks: Any) -> None:
+        """Stream every row into ``output`` and publish it once rows in == rows out is checked."""
+        o = self.options
+        resume_point = output.read_resume_point() if o.resume else None
+        if o.resume and output.resume_note:
+            self.summary.notes.append(output.resume_note)
+        output.open(formatter.header(), resume_point)
+        try:
+            self._stream(table, columns[0], columns[1], formatter, output, resume_point, *hooks)
+            self.summary.seconds = time.monotonic() - started
+            check_rows_out(self.summary, table.path)
+            output.publish()
+        finally:
+            output.close()
+
     def _skip_rows_done(self, rows: Iterator[Row], table: Table, resume_point: Any) -> None:
         """With --resume, consume the rows an earlier run already wrote and count them as done."""
-        self.summary.rows = self.summary.errors = 0
+        self.summary.rows = self.summary.errors = self.summary.rows_read = 0
         self._chunks_written = 0
         labels = len(self.classifier.label_names) if self.classifier is not None else 0
         self.summary.tally = Tally.empty(labels)
@@ -165,7 +190,7 @@ class BatchJob:
     def _stream(self, table, text_column, id_columns, formatter, output, resume_point, on_progress, after_chunk) -> None:
         classifier = self.classifier
         assert classifier is not None
-        rows = table.rows()
+        rows = counted(table.rows(), self.summary)
         self._skip_rows_done(rows, table, resume_point)
         for chunk in chunks_of(rows, self.options.chunk_size):
             numbers, ids, row_errors, texts = split_chunk(chunk, text_column, id_columns)

@@ -8,7 +8,10 @@ validation set (``ModelHeader.validation_shares``, stored by mlb-export). A labe
 share moved too far is flagged: the population-stability index of its positive/negative
 split, ``PSI = sum((a - e) * ln(a / e))`` over {positive, negative}, above ``PSI_BOUND``.
 ``--report-prom`` writes the same numbers in Prometheus' text format, for node-exporter's
-textfile collector. The progress and summary lines for people are unchanged.
+textfile collector, every sample labelled with the run's ``job`` (``--job``, default the
+output's name) and ``input``, so the files of two jobs can be told apart. Both are written
+atomically (``storage.write_bytes_atomic``). The progress and summary lines for people are
+unchanged.
 
 The counts are kept per chunk (``Tally``) and saved in the resume checkpoint, so the
 report of a resumed run covers every row of its output, not only the rows after the kill.
@@ -45,8 +48,10 @@ ERROR_KINDS = (
     ("empty text", "empty_text"),
     ("no ", "missing_field"),
     ("bytes that are not UTF-8", "invalid_utf8"),
+    ("bytes that are not ", "invalid_bytes"),
     ("malformed JSON", "malformed_json"),
     ("a JSON line must be an object", "not_an_object"),
+    ("broken quote", "broken_quote"),
     ("malformed CSV", "malformed_row"),
     ("malformed TSV", "malformed_row"),
     ("expected ", "wrong_field_count"),
@@ -178,6 +183,11 @@ class RunFacts:
     files: Optional[Dict[str, int]] = None
     tally: Optional[Tally] = None
     classifier: Any = None
+    job: str = ""
+    rows_read: int = 0
+    text_columns: List[Dict[str, str]] = field(default_factory=list)
+    output_note: Optional[str] = None
+    max_errors: str = "0"
 
 
 def build_report(facts: RunFacts) -> Dict[str, Any]:
@@ -198,12 +208,18 @@ def build_report(facts: RunFacts) -> Dict[str, Any]:
         "error": facts.error,
         "started_at": _iso(facts.started),
         "finished_at": _iso(time.time()),
+        "job": facts.job,
         "inputs": list(facts.inputs),
         "output": facts.output,
+        "output_mode": facts.output_note or ("stdout" if facts.output == "-" else "replaced atomically"),
         "files": facts.files,
+        "text_columns": facts.text_columns,
         "rows": facts.rows,
+        "rows_read": facts.rows_read,
+        "records_written": facts.rows,
         "rows_scored": facts.rows - facts.errors,
         "error_rows": facts.errors,
+        "max_errors": facts.max_errors,
         "error_rows_by_kind": dict(sorted((tally.error_kinds if tally else {}).items())),
         "resumed_after_row": facts.resumed_from,
         "seconds": round(facts.seconds, 3),
@@ -233,40 +249,59 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def prometheus_text(report: Dict[str, Any]) -> str:
-    """The report's numbers as Prometheus gauges (text exposition format 0.0.4)."""
-    lines: List[str] = []
+# Every gauge of ``--report-prom`` with its help text (docs/BATCH.md lists them; a test holds the two equal).
+METRICS = {
+    "last_run_timestamp_seconds": "When the last run finished (Unix time).",
+    "success": "1 if the last run wrote its output or had nothing to do (exit code 0 or 3), else 0.",
+    "exit_code": "Exit code of the last run.",
+    "rows": "Rows in the output of the last run.",
+    "rows_read": "Rows the last run read from its input (always equal to records_written).",
+    "records_written": "Records the last run wrote (one per row read).",
+    "error_rows": "Rows that became error records, by kind.",
+    "seconds": "Wall time of the last run.",
+    "rows_per_second": "Rows classified per second in the last run.",
+    "info": "The provider and model file of the last run.",
+    "label_positive_share": "Share of scored rows predicted positive, per label.",
+    "label_validation_share": "Share predicted positive on the validation set, per label.",
+    "label_psi": "Population-stability index of the positive share against validation, per label.",
+    "label_drift": f"1 if the label's PSI exceeds {PSI_BOUND}, per label.",
+}
 
-    def gauge(name: str, help_text: str, samples: Sequence[tuple]) -> None:
-        lines.append(f"# HELP mlb_batch_{name} {help_text}")
+
+def _samples(report: Dict[str, Any]) -> Dict[str, List[tuple]]:
+    """(labels, value) samples of each gauge; a value of None is left out (not known for this run)."""
+    model = report.get("model") or {}
+    rows = report["labels"]
+    return {
+        "last_run_timestamp_seconds": [({}, time.time())],
+        "success": [({}, 1 if report["exit_code"] in (0, 3) else 0)],
+        "exit_code": [({}, report["exit_code"])],
+        "rows": [({}, report["rows"])],
+        "rows_read": [({}, report.get("rows_read", report["rows"]))],
+        "records_written": [({}, report.get("records_written", report["rows"]))],
+        "error_rows": [({"kind": k}, v) for k, v in report["error_rows_by_kind"].items()] or [({"kind": "any"}, 0)],
+        "seconds": [({}, report["seconds"])],
+        "rows_per_second": [({}, report["rows_per_second"])],
+        "info": [({"provider": report["provider"], "model_sha256": model.get("sha256", "")}, 1)],
+        "label_positive_share": [({"label": r["name"]}, r["positive_share"]) for r in rows],
+        "label_validation_share": [({"label": r["name"]}, r["validation_share"]) for r in rows],
+        "label_psi": [({"label": r["name"]}, r["psi"]) for r in rows],
+        "label_drift": [({"label": r["name"]}, None if r["drift"] is None else int(r["drift"])) for r in rows],
+    }
+
+
+def prometheus_text(report: Dict[str, Any]) -> str:
+    """The report's numbers as Prometheus gauges (text exposition format 0.0.4), labelled with job and input."""
+    run = {"job": report.get("job") or "", "input": " ".join(report.get("inputs") or [])}
+    lines: List[str] = []
+    for name, samples in _samples(report).items():
+        lines.append(f"# HELP mlb_batch_{name} {METRICS[name]}")
         lines.append(f"# TYPE mlb_batch_{name} gauge")
         for labels, value in samples:
             if value is None:
                 continue
-            tags = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-            lines.append(f"mlb_batch_{name}{{{tags}}} {float(value):.10g}" if tags else f"mlb_batch_{name} {float(value):.10g}")
-
-    model = report.get("model") or {}
-    gauge("last_run_timestamp_seconds", "When the last run finished (Unix time).", [({}, time.time())])
-    gauge("success", "1 if the last run wrote its output (exit code 0 or 3), else 0.",
-          [({}, 1 if report["exit_code"] in (0, 3) else 0)])
-    gauge("exit_code", "Exit code of the last run.", [({}, report["exit_code"])])
-    gauge("rows", "Rows in the output of the last run.", [({}, report["rows"])])
-    gauge("error_rows", "Rows that became error records, by kind.",
-          [({"kind": k}, v) for k, v in report["error_rows_by_kind"].items()] or [({"kind": "any"}, 0)])
-    gauge("seconds", "Wall time of the last run.", [({}, report["seconds"])])
-    gauge("rows_per_second", "Rows classified per second in the last run.", [({}, report["rows_per_second"])])
-    gauge("info", "The provider and model file of the last run.",
-          [({"provider": report["provider"], "model_sha256": model.get("sha256", "")}, 1)])
-    rows = report["labels"]
-    gauge("label_positive_share", "Share of scored rows predicted positive, per label.",
-          [({"label": r["name"]}, r["positive_share"]) for r in rows])
-    gauge("label_validation_share", "Share predicted positive on the validation set, per label.",
-          [({"label": r["name"]}, r["validation_share"]) for r in rows])
-    gauge("label_psi", "Population-stability index of the positive share against validation, per label.",
-          [({"label": r["name"]}, r["psi"]) for r in rows])
-    gauge("label_drift", f"1 if the label's PSI exceeds {PSI_BOUND}, per label.",
-          [({"label": r["name"]}, None if r["drift"] is None else int(r["drift"])) for r in rows])
+            tags = ",".join(f'{k}="{_escape(str(v))}"' for k, v in {**labels, **run}.items())
+            lines.append(f"mlb_batch_{name}{{{tags}}} {float(value):.10g}")
     return "\n".join(lines) + "\n"
 
 
@@ -275,8 +310,17 @@ def write_prometheus(path: str, report: Dict[str, Any]) -> None:
     write_bytes_atomic(path, prometheus_text(report).encode("utf-8"))
 
 
+def _text_columns(summary: Any, inputs: Sequence[str]) -> List[Dict[str, str]]:
+    """Per input, the text column its run used and the rule that chose it."""
+    chosen = getattr(summary, "text_columns", None)
+    if chosen is None:  # one file
+        chosen = {inputs[0] if inputs else "-": getattr(summary, "text_column", None)}
+    return [{"input": where, "name": c.name, "chosen_by": c.chosen_by} for where, c in chosen.items() if c is not None]
+
+
 def run_facts(job: Any, summary: Any, *, inputs: Sequence[str], output: str, model: Optional[str], started: float,
-              exit_code: int, status: str, error: Optional[str] = None) -> RunFacts:
+              exit_code: int, status: str, error: Optional[str] = None, job_name: str = "",
+              max_errors: str = "0") -> RunFacts:
     """``RunFacts`` from the CLI's runner (``BatchJob`` or ``InboxRun``) and its summary.
 
     ``summary`` is a ``job.Summary`` (one file) or an ``inbox.InboxSummary`` (several),
@@ -295,5 +339,7 @@ def run_facts(job: Any, summary: Any, *, inputs: Sequence[str], output: str, mod
         inputs=list(inputs), output=output, model=model, started=started, exit_code=exit_code, status=status,
         error=error, rows=summary.rows, errors=summary.errors, seconds=seconds, rows_per_second=speed,
         provider=summary.provider, resumed_from=getattr(summary, "resumed_from", 0), files=files,
-        tally=summary.tally, classifier=getattr(job, "classifier", None),
+        tally=summary.tally, classifier=getattr(job, "classifier", None), job=job_name,
+        rows_read=getattr(summary, "rows_read", summary.rows), text_columns=_text_columns(summary, inputs),
+        output_note=getattr(summary, "output_note", None), max_errors=max_errors,
     )

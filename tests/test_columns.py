@@ -53,7 +53,7 @@ def test_batch_and_trainer_agree_on_a_file(tmp_path):
     path.write_text("review_id,review,labels\nr1,what a lovely day,joy\nr2,so sad and alone,sadness\n")
     data = read_labelled_file(str(path))
     with open_table(str(path)) as table:
-        text = pick_text_column(table, None)
+        text = pick_text_column(table, None).name
         ids = pick_id_columns(table, (), text)
     assert text == "review" and data.texts == ["what a lovely day", "so sad and alone"]
     assert ids == ["review_id"] and data.ids == ["r1", "r2"]

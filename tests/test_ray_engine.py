@@ -96,6 +96,21 @@ def plain_texts(tmp_path):
     return path
 
 
+def test_ray_and_local_agree_on_a_csv_with_broken_quotes_and_gzip(tmp_path, varied_int8_onnx):
+    """Both engines read through the same readers: same records, same error rows, same counts, same bytes."""
+    lines = ["id,text"] + [f"{i},{_text(i)}" for i in range(60)]
+    lines[12] = '11,"a quote that never closes'
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    local, ray_out = tmp_path / "local.jsonl.gz", tmp_path / "ray.jsonl.gz"
+    first = run([source, "-o", local, "--chunk-size", "9"], varied_int8_onnx)
+    second = run([source, "-o", ray_out, "--chunk-size", "9", "--engine", "ray", "--ray-concurrency", "2"],
+                 varied_int8_onnx)
+    assert first.exit_code == second.exit_code == 3, second.stderr
+    assert ray_out.read_bytes() == local.read_bytes()
+    assert "60 rows read, 60 records written" in first.stderr and "60 rows read, 60 records written" in second.stderr
+
+
 def test_ray_output_is_byte_identical_to_local_including_bad_rows(jsonl_with_bad_rows, tmp_path, varied_int8_onnx):
     local, ray_out = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
     first = run([jsonl_with_bad_rows, "-o", local, "--chunk-size", "7"], varied_int8_onnx)

@@ -35,7 +35,7 @@ import numpy as np
 from mlbert.runtime.classifier import Classifier, load
 from mlbert.errors import MlbError, UsageError
 from mlbert.io.formats import detect_format
-from mlbert.batch.job import BatchOptions, chunks_of, parse_thresholds, split_chunk
+from mlbert.batch.job import BatchOptions, chunks_of, counted, parse_thresholds, split_chunk
 from mlbert.batch.pipeline import BatchJob
 from mlbert.batch.ray.cluster import RayOptions, start_ray
 from mlbert.batch.ray.parquet import can_open_parquet, parquet_rows, parquet_slices
@@ -70,7 +70,8 @@ def count_rows(options: BatchOptions, limit: int) -> Optional[int]:
         return None
     if detect_format(options.input, options.format, default="text").format == "parquet":
         return parquet_rows(options.input)
-    with open_table(options.input, options.format, options.header, default_format="text") as table:
+    with open_table(options.input, options.format, options.header, default_format="text",
+                    encoding=options.encoding) as table:
         return sum(1 for _ in islice(table.rows(), limit))
 
 
@@ -241,7 +242,7 @@ class RayBatchJob(BatchJob):
         if self._actors_read(table):
             works, progress = self._parquet_works(table, text_column, id_columns, resume_point)
         else:
-            rows = table.rows()
+            rows = counted(table.rows(), self.summary)
             self._skip_rows_done(rows, table, resume_point)
             works, progress = self._text_works(rows, text_column, id_columns), table
         assert self.pool is not None and self.classifier is not None
@@ -267,6 +268,7 @@ class RayBatchJob(BatchJob):
         total = parquet_rows(table.path)
         # The rows an earlier run wrote are counted, not read: the footer knows how many there are.
         self._skip_rows_done(repeat(None, total), table, resume_point)
+        self.summary.rows_read = total  # the actors read them; the footer says how many there are
         slices = parquet_slices(table.path, self.summary.resumed_from, self.options.chunk_size, text_column, id_columns)
         works = (Work(index, piece) for index, piece in enumerate(slices))
         return works, _RowShare(table.size, total, self)

@@ -12,9 +12,13 @@ The rules, in order:
 * an explicit column (``--text-column``, ``--id-column``, ``--label-column``, ``--labels``)
   is taken by exact name, then case-insensitively, then as a 1-based position
   (``--text-column 2`` for a file without a header);
-* the text is the first of ``TEXT_COLUMN_NAMES`` present (case-insensitive); else the only
-  column; else the column whose values look most like prose (letters and spaces), if it
-  clearly beats every other column; else an error that lists the columns;
+* the text is the column named by the first of ``TEXT_COLUMN_NAMES`` present, compared
+  case-insensitively (the list's order is the rank: ``text`` beats ``comment``); two columns
+  with the same name in different case (``text`` and ``Text``) have the same rank, so the
+  run asks for ``--text-column``; else the only column; else the column whose values look
+  most like prose (letters and spaces), if it clearly beats every other column; else an
+  error that lists the columns. ``choose_text_column`` also says which rule chose it, for
+  the summary line and the run report;
 * an id is a column named like an id (``ID_COLUMN_NAMES``, or ending in ``_id``/`` id``);
   when every row is known and exactly one column is left besides the text and the labels,
   that column is the id if its values are unique (GoEmotions' third column);
@@ -89,42 +93,76 @@ def _prose_score(values: Iterable[Any]) -> float:
     return total / len(values)
 
 
-def text_column(
+@dataclass(frozen=True)
+class ColumnChoice:
+    """The text column and the rule that chose it, in words (``chosen_by``)."""
+
+    name: str
+    chosen_by: str
+
+
+def known_column_name(name: str) -> bool:
+    """A name mlb reads as a column's name (text, id or labels): what makes a one-column file's first line a header."""
+    low = name.strip().lower()
+    return low in TEXT_COLUMN_NAMES or low in ID_COLUMN_NAMES or low in LABEL_COLUMN_NAMES
+
+
+def _named_text_column(columns: Sequence[str], source: str) -> Optional[ColumnChoice]:
+    """The column with the best-ranked text name, or None; two columns of that rank ask for --text-column."""
+    present = [name for name in TEXT_COLUMN_NAMES if any(c.lower() == name for c in columns)]
+    if not present:
+        return None
+    same_rank = [c for c in columns if c.lower() == present[0]]
+    if len(same_rank) > 1:
+        raise ColumnNotFound(f"{' and '.join(map(repr, same_rank))} could both be the text column (the same name); "
+                             "pass --text-column NAME", source)
+    others = [c for c in columns if c.lower() in present[1:]]
+    also = f"; also present: {', '.join(others)}" if others else ""
+    return ColumnChoice(same_rank[0], f"the first known text column name present{also}")
+
+
+def choose_text_column(
     columns: Sequence[str],
     rows: Sequence[Mapping[str, Any]],
     *,
     explicit: Optional[str] = None,
     source: str,
     delimiter_hint: Optional[str] = None,
-) -> str:
-    """The column holding the text (rules in the module docstring).
+) -> ColumnChoice:
+    """The column holding the text and how it was chosen (rules in the module docstring).
 
     ``rows`` are the first rows of the file (or all of them); ``delimiter_hint`` is the
     other delimiter for CSV/TSV ("\\t" for a CSV), used to say so when a whole header is
     one column because the file was read with the wrong delimiter.
     """
     if explicit:
-        return find_column(columns, explicit, what="text", source=source)
-    lowered = {c.lower(): c for c in columns}
-    for name in TEXT_COLUMN_NAMES:
-        if name in lowered:
-            return lowered[name]
+        return ColumnChoice(find_column(columns, explicit, what="text", source=source), "given with --text-column")
+    named = _named_text_column(columns, source)
+    if named is not None:
+        return named
     if len(columns) == 1:
         if delimiter_hint and delimiter_hint in columns[0]:
             other = "tsv" if delimiter_hint == "\t" else "csv"
             raise ColumnNotFound(
                 f"the header {columns[0]!r} looks like {other.upper()}; pass --format {other}", source
             )
-        return columns[0]
+        return ColumnChoice(columns[0], "the only column")
     scores = sorted(((_prose_score(r.get(c) for r in rows), c) for c in columns), reverse=True)
     if scores and scores[0][0] >= MIN_PROSE_SCORE and (len(scores) == 1 or scores[0][0] >= PROSE_MARGIN * scores[1][0]):
-        return scores[0][1]
+        return ColumnChoice(scores[0][1], f"no known text column name; it holds by far the most prose in the first "
+                                          f"{len(rows)} rows")
     shown = ", ".join(columns) if columns else "(none)"
     raise ColumnNotFound(
         f"cannot tell which column holds the text; the columns are: {shown}. "
         "Pass --text-column NAME (or its 1-based position in a file without a header)",
         source,
     )
+
+
+def text_column(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], *, explicit: Optional[str] = None,
+                source: str, delimiter_hint: Optional[str] = None) -> str:
+    """The name ``choose_text_column`` chooses (for callers that do not announce the rule)."""
+    return choose_text_column(columns, rows, explicit=explicit, source=source, delimiter_hint=delimiter_hint).name
 
 
 def looks_like_id(name: str) -> bool:

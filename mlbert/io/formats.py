@@ -141,14 +141,21 @@ def readable_by_name(path: str) -> bool:
 
 
 def output_format(path: str, explicit: Optional[str] = None) -> str:
-    """The records' format: ``explicit`` (``--output-format``), else the output's name, else JSON lines."""
+    """The records' format: ``explicit`` (``--output-format``), else the output's name (``.gz`` aside), else JSON lines."""
     if explicit:
         return normalise_format_name(explicit, writable=True)
     name = name_part(path).lower()
-    if name.endswith(".gz"):
-        raise UsageError(f"{path}: compressed output is not supported; pipe `-o -` into gzip instead")
-    fmt = _by_extension(name)
+    fmt = _by_extension(name[:-3] if name.endswith(".gz") else name)
     return fmt.name if fmt is not None and fmt.writable else "jsonl"
+
+
+def output_gzip(path: str, fmt: str) -> bool:
+    """Whether the records are written gzip-compressed: the output's name ends in ``.gz`` (``labels.jsonl.gz``)."""
+    if not name_part(path).lower().endswith(".gz"):
+        return False
+    if FORMATS[normalise_format_name(fmt, writable=True)].compressed:
+        raise UsageError(f"{path}: {fmt} compresses itself; drop the .gz from the name")
+    return True
 
 
 def _imported(reference: str) -> Any:

@@ -65,9 +65,11 @@ def open_parquet_file(path: str) -> Tuple[Any, Any]:
 
 
 class ParquetTable(RowSource):
-    """An open Parquet file with ``readers.Table``'s interface; ``header`` is ignored (Parquet names its columns)."""
+    """An open Parquet file with ``readers.Table``'s interface; ``header`` is ignored (Parquet names its columns),
+    and so is ``encoding`` (Parquet's strings are UTF-8 by the format)."""
 
-    def __init__(self, path: str, file_format: FileFormat, header: Optional[bool] = None):
+    def __init__(self, path: str, file_format: FileFormat, header: Optional[bool] = None,
+                 encoding: Optional[str] = None):
         self.path = path
         self.format = file_format
         self.has_header = True

@@ -3,12 +3,12 @@
 A reader does not tokenize or classify; it only turns bytes into rows. A row that cannot be
 read (a ragged CSV row, a malformed JSON line, bytes that are not UTF-8) is still yielded,
 with ``error`` set and ``values`` None, so every later stage can keep "rows in == rows out".
-Only problems that make the whole file unreadable raise ``InputError``.
+Only problems that make the whole file unreadable raise ``InputError``. CSV/TSV records,
+broken quotes and the header rule are ``delimited``'s; encodings (``--encoding``) are ``decoding``'s.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import itertools
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional
 
 from mlbert.errors import InputError
+from mlbert.io.decoding import UTF8, ascii_compatible, decoded_lines, display_name, normalise_encoding
+from mlbert.io.delimited import DelimitedRecords, Record, is_header
 from mlbert.io.formats import FileFormat, detect_format, reader_class
 from mlbert.io.storage import open_input
 
@@ -31,9 +33,6 @@ BINARY_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27))
 # A file is refused as binary only when this share of its first 8 KiB is such bytes or
 # bytes that are not UTF-8: a few bad bytes make error records (or are cleaned), not a lost file.
 BINARY_SHARE = 0.3
-
-# csv's default 128 KiB field limit would turn one long tweet thread into an error.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass
@@ -61,34 +60,13 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
-def binary_share(sample: bytes) -> float:
-    """The share of ``sample`` that is NUL/control bytes or bytes that are not UTF-8."""
+def binary_share(sample: bytes, encoding: str = UTF8) -> float:
+    """The share of ``sample`` that is NUL/control bytes or bytes that do not decode in ``encoding``."""
     if not sample:
         return 0.0
     controls = len(sample) - len(sample.translate(None, BINARY_BYTES))
-    undecodable = len(sample) - len(sample.decode("utf-8", errors="ignore").encode("utf-8"))
+    undecodable = len(sample) - len(sample.decode(encoding, errors="ignore").encode(encoding))
     return (controls + undecodable) / len(sample)
-
-
-def _looks_like_header(cells: List[str]) -> bool:
-    """A header row is short, distinct, non-numeric names; a data row usually is not."""
-    if not cells or any(not c.strip() for c in cells):
-        return False
-    if len(set(cells)) != len(cells):
-        return False
-    for cell in cells:
-        text = cell.strip()
-        if len(text) > 64:
-            return False
-        try:
-            float(text)
-            return False
-        except ValueError:
-            pass
-        if "," in text and all(part.strip().isdigit() for part in text.split(",")):
-            return False
-    # Data rows of text files tend to hold sentences; names rarely have more than 3 words.
-    return all(len(c.split()) <= 3 for c in cells)
 
 
 class RowSource:
@@ -143,13 +121,16 @@ class RowSource:
 class Table(RowSource):
     """An open CSV, TSV, JSON lines or plain text input (the ``RowSource`` interface); ``rows()`` streams once."""
 
-    def __init__(self, path: str, file_format: FileFormat, header: Optional[bool] = None):
+    def __init__(self, path: str, file_format: FileFormat, header: Optional[bool] = None,
+                 encoding: Optional[str] = None):
         self.path = path
         self.format = file_format
+        self.encoding = normalise_encoding(encoding)
+        self._encoding_given = encoding is not None
         self.size: Optional[int] = None
         self._own_raw = None
         if path == "-":
-            raw: BinaryIO = sys.stdin.buffer
+            raw: BinaryIO = _stdin()
         else:
             raw, self.size = open_input(path)
             self._own_raw = raw
@@ -171,8 +152,9 @@ class Table(RowSource):
         self._check_content(sample)
         self.columns: List[str] = []
         self.has_header = False
-        self._first_cells: Optional[List[str]] = None
+        self._first: Optional[Record] = None
         self._header_hint = header
+        self._lines = decoded_lines(self._stream, self.encoding, path)
         if self.format.format in ("csv", "tsv"):
             self._prepare_delimited()
         elif self.format.format == "text":
@@ -188,74 +170,58 @@ class Table(RowSource):
             raise InputError(f"is a Parquet file, not {fmt}; name it .parquet or pass --format parquet", self.path)
         if sample.startswith(ZIP_MAGIC):
             raise InputError(f"is a zip archive, not {fmt}; unzip it first", self.path)
-        if sample.startswith(UTF16_BOMS):
-            raise InputError("is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)", self.path)
-        share = binary_share(sample)
+        if sample.startswith(UTF16_BOMS) and not self._encoding_given:
+            raise InputError("is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8) or pass --encoding utf-16",
+                             self.path)
+        if not ascii_compatible(self.encoding):
+            return  # UTF-16/32: NUL bytes are half the text; a byte that does not decode refuses the file
+        share = binary_share(sample, self.encoding)
         if share > BINARY_SHARE:
             raise InputError(
-                f"looks binary ({share:.0%} of its first {len(sample)} bytes are NUL, control or non-UTF-8 bytes), "
-                f"not {fmt} text", self.path)
+                f"looks binary ({share:.0%} of its first {len(sample)} bytes are NUL, control or non-"
+                f"{display_name(self.encoding)} bytes), not {fmt} text", self.path)
 
     @property
     def bytes_read(self) -> int:
         return self._counter.count
 
-    def _text_lines(self, bad_lines: List[int]) -> Iterator[str]:
-        """Decoded lines, keeping line ends for csv; undecodable lines are noted, not dropped."""
-        first = True
-        for raw_line in self._stream:
-            if first:
-                first = False
-                if raw_line.startswith(b"\xef\xbb\xbf"):
-                    raw_line = raw_line[3:]
-            try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad_lines.append(exc.start)
-                line = raw_line.decode("utf-8", errors="replace")
-            if "\x00" in line:  # Python 3.10's csv refuses NUL; it is never text (the pipeline drops it too)
-                line = line.replace("\x00", "")
-            yield line
+    def _bad_bytes(self, offset: int) -> str:
+        return f"bytes that are not {display_name(self.encoding)} (at byte {offset} of the line)"
 
     def _prepare_delimited(self) -> None:
-        delimiter = "," if self.format.format == "csv" else "\t"
-        self._bad_lines: List[int] = []
-        self._reader = csv.reader(self._text_lines(self._bad_lines), delimiter=delimiter)
-        try:
-            first = next(self._reader)
-        except StopIteration:
-            self.columns = []
+        """Columns from the first record: the header's names, or ``column_1``, ``column_2``, ... (``delimited``)."""
+        delimiter, other = (",", "\t") if self.format.format == "csv" else ("\t", ",")
+        self._records = DelimitedRecords(self._lines, delimiter)
+        first = next(self._records, None)
+        if first is None:
             return
-        except csv.Error as exc:
-            raise InputError(f"cannot parse the first row as {self.format.format.upper()} ({exc})", self.path) from None
-        header = self._header_hint
-        if header is None:
-            header = _looks_like_header(first) and not self._bad_lines
-        if header:
+        if first.cells is None:  # the first record decides the columns; a broken one cannot
+            raise InputError(f"line {first.line}: {first.error}; the first row decides the columns, so the file "
+                             "is refused", self.path)
+        if is_header(first, self._header_hint, other):
             self.has_header = True
-            self.columns = [c.strip() for c in first]
+            self.columns = [c.strip() for c in first.cells]
             if len(set(self.columns)) != len(self.columns):
                 raise InputError(f"the header has duplicate column names: {', '.join(self.columns)}", self.path)
-            self._bad_lines.clear()
         else:
-            self.columns = [f"column_{i + 1}" for i in range(len(first))]
-            self._first_cells = first
+            self.columns = [f"column_{i + 1}" for i in range(len(first.cells))]
+            self._first = first
 
     def _prepare_jsonl(self, sample: bytes) -> None:
-        text = sample.lstrip(b"\xef\xbb\xbf").lstrip()
-        if text and text[:1] not in (b"{", b'"'):
-            preview = text.split(b"\n", 1)[0][:40].decode("utf-8", errors="replace")
+        text = sample.decode(self.encoding, errors="replace").lstrip("\ufeff").lstrip()
+        if text and text[:1] not in ("{", '"'):
+            preview = text.split("\n", 1)[0][:40]
             raise InputError(
                 f"does not look like JSON lines (first line starts {preview!r}); pass --format csv/tsv/text if it is one",
                 self.path,
             )
         self.columns = []
-        for line in sample.split(b"\n")[:1]:
+        for line in text.split("\n")[:1]:
             try:
-                obj = json.loads(line.decode("utf-8-sig"))
+                obj = json.loads(line)
                 if isinstance(obj, dict):
                     self.columns = [str(k) for k in obj]
-            except (ValueError, UnicodeDecodeError):
+            except ValueError:
                 pass
 
     # -- rows ---------------------------------------------------------------------------------
@@ -272,55 +238,30 @@ class Table(RowSource):
         if not self.columns:
             return
         width = len(self.columns)
-        number = 0
-        if self._first_cells is not None:
-            number += 1
-            cells, self._first_cells = self._first_cells, None
-            yield self._delimited_row(number, cells, width)
-        while True:
-            try:
-                cells = next(self._reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                number += 1
-                self._bad_lines.clear()
-                yield Row(number, None, f"malformed {self.format.format.upper()} row ({exc})")
-                continue
-            if not cells:  # a blank line: csv yields [], it is not a data row
-                self._bad_lines.clear()
-                continue
-            number += 1
-            yield self._delimited_row(number, cells, width)
+        records: Iterator[Record] = self._records
+        if self._first is not None:
+            records = itertools.chain([self._first], records)
+            self._first = None
+        for number, record in enumerate(records, 1):
+            yield self._delimited_row(number, record, width)
 
-    def _delimited_row(self, number: int, cells: List[str], width: int) -> Row:
-        if self._bad_lines:
-            offset = self._bad_lines[0]
-            self._bad_lines.clear()
-            return Row(number, None, f"bytes that are not UTF-8 (at byte {offset} of the line)")
-        if len(cells) != width:
-            return Row(number, None, f"expected {width} fields, found {len(cells)}")
-        return Row(number, dict(zip(self.columns, cells)))
-
-    def _raw_lines(self) -> Iterator[bytes]:
-        """Raw lines, with a UTF-8 byte-order mark taken off the first."""
-        first = True
-        for raw_line in self._stream:
-            if first:
-                first = False
-                raw_line = raw_line.lstrip(b"\xef\xbb\xbf")
-            yield raw_line
+    def _delimited_row(self, number: int, record: Record, width: int) -> Row:
+        if record.cells is None:
+            return Row(number, None, record.error)
+        if record.bad_byte is not None:
+            return Row(number, None, self._bad_bytes(record.bad_byte))
+        if len(record.cells) != width:
+            return Row(number, None, f"expected {width} fields, found {len(record.cells)}")
+        return Row(number, dict(zip(self.columns, record.cells)))
 
     def _jsonl_rows(self) -> Iterator[Row]:
         number = 0
-        for raw_line in self._raw_lines():
-            if not raw_line.strip():
+        for line, bad in self._lines:
+            if not line.strip():
                 continue
             number += 1
-            try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Row(number, None, f"bytes that are not UTF-8 (at byte {exc.start} of the line)")
+            if bad is not None:
+                yield Row(number, None, self._bad_bytes(bad))
                 continue
             try:
                 # strict=False: a raw control character inside a string (an exporter that did not
@@ -337,14 +278,11 @@ class Table(RowSource):
             yield Row(number, obj)
 
     def _text_rows(self) -> Iterator[Row]:
-        number = 0
-        for raw_line in self._raw_lines():
-            number += 1
-            line = raw_line.rstrip(b"\r\n")
-            try:
-                yield Row(number, {"text": line.decode("utf-8")})
-            except UnicodeDecodeError as exc:
-                yield Row(number, None, f"bytes that are not UTF-8 (at byte {exc.start} of the line)")
+        for number, (line, bad) in enumerate(self._lines, 1):
+            if bad is not None:
+                yield Row(number, None, self._bad_bytes(bad))
+            else:
+                yield Row(number, {"text": line.rstrip("\r\n")})
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -354,15 +292,26 @@ class Table(RowSource):
             self._own_raw = None
 
 
+def _stdin() -> BinaryIO:
+    """Standard input's bytes; a closed one is a clear error, not an AttributeError."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise InputError("stdin is closed (the command was started with <&- or without one); pipe the texts in or "
+                         "give a file", "-")
+    return stream
+
+
 def open_table(
     path: str,
     format: Optional[str] = None,
     header: Optional[bool] = None,
     default_format: Optional[str] = None,
+    encoding: Optional[str] = None,
 ) -> Table:
     """Open ``path`` (``-`` for stdin) for streaming with the reader its format registers.
 
-    The format comes from ``format`` (``--format``) or the name (``formats.detect_format``).
+    The format comes from ``format`` (``--format``) or the name (``formats.detect_format``);
+    ``encoding`` (``--encoding``) is the text's, UTF-8 when None.
     """
     file_format = detect_format(path, explicit=format, default=default_format)
-    return reader_class(file_format)(str(path), file_format, header=header)
+    return reader_class(file_format)(str(path), file_format, header=header, encoding=encoding)

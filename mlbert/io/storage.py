@@ -11,8 +11,8 @@ config files (``AWS_*`` and ``~/.aws``, ``GOOGLE_APPLICATION_CREDENTIALS``,
 ``AZURE_STORAGE_*``); ``AWS_ENDPOINT_URL`` points s3fs at an S3-compatible server.
 
 Object stores cannot append to or rename an object. So an output URL is written
-locally first (``staging_path``: the partial file, its progress and its lock live in a
-staging folder on this machine, which is what ``--resume`` continues), and on success
+locally first (``staging.staging_path``: the partial file, its progress and its lock live
+in a staging folder on this machine, which is what ``--resume`` continues), and on success
 ``upload_atomic`` puts the finished file under a hidden temporary key beside the target
 and then moves it (a server-side copy on S3) onto the final key: a reader never sees a
 half-written object under the final name.
@@ -20,11 +20,11 @@ half-written object under the final name.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import re
 import secrets
+import stat as stat_module
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
@@ -37,7 +37,6 @@ SCHEME_PACKAGES = {
     "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs", "http": "aiohttp", "https": "aiohttp",
 }
 READ_ONLY_SCHEMES = ("http", "https")
-STAGING_ENV = "MLB_STAGING_DIR"
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -233,18 +232,6 @@ def glob_files(pattern: str) -> List[str]:
     return sorted(fs.unstrip_protocol(name) for name, info in found.items() if info.get("type") == "file")
 
 
-def sha256_ends(path: str, ends_bytes: int, size: int) -> str:
-    """SHA-256 of the first and last ``ends_bytes`` of a file (the whole file when it is small)."""
-    digest = hashlib.sha256()
-    handle, _ = open_input(path)
-    with handle:
-        digest.update(handle.read(ends_bytes))
-        if size > 2 * ends_bytes:
-            handle.seek(size - ends_bytes)
-            digest.update(handle.read(ends_bytes))
-    return digest.hexdigest()
-
-
 # ---- writing ---------------------------------------------------------------------------------
 
 
@@ -263,7 +250,7 @@ def check_output_url(url: str) -> None:
     """Fail before any work when an output URL cannot be written: a read-only scheme or a missing bucket."""
     name = scheme(url)
     if name in READ_ONLY_SCHEMES:
-        raise UsageError(f"{url}: {name}:// is read-only here; write to a file or an object-store URL (s3://, gs://, az://)")
+        raise MlbError(f"{url}: {name}:// is read-only here; write to a file or an object-store URL (s3://, gs://, az://)")
     fs, inner = filesystem(url)
     bucket = inner.strip("/").split("/", 1)[0]
     if name == "file":
@@ -274,28 +261,6 @@ def check_output_url(url: str) -> None:
         raise storage_error(exc, url, "look up its bucket") from None
     if not found:
         raise MlbError(f"{url}: the bucket {bucket!r} does not exist (or these credentials cannot see it)")
-
-
-def staging_path(url: str, staging_dir: Optional[str] = None) -> str:
-    """The local stand-in for an output URL: ``STAGING/<hash of the URL>/<name>``.
-
-    Its ``.partial``, ``.progress`` and ``.lock`` files are what ``--resume`` continues and
-    what stops two runs on this machine writing the same URL. The folder comes from
-    ``staging_dir`` (``--staging-dir``), ``$MLB_STAGING_DIR``, else ``~/.cache/mlbert/staging``.
-    """
-    base = staging_dir or os.environ.get(STAGING_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "mlbert", "staging")
-    folder = os.path.join(base, hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
-    return os.path.join(folder, basename(url) or "output")
-
-
-def make_staging_folder(local_path: str, url: str) -> None:
-    """Create the staging folder of ``staging_path`` (only once the output is known to be writable)."""
-    folder = os.path.dirname(local_path)
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise MlbError(f"{folder}: cannot create the staging folder for {url} ({exc.strerror or exc})") from None
 
 
 def temporary_key(url: str) -> str:
@@ -326,17 +291,123 @@ def upload_atomic(local_path: str, url: str) -> None:
     _put_atomic(url, lambda fs, key: fs.put_file(local_path, key))
 
 
+# ---- local destinations: what a path to write really is ----------------------------------------
+
+# A path that names an open descriptor (/dev/stdout -> /proc/self/fd/1, /dev/fd/3): written into, never replaced.
+_DESCRIPTOR = re.compile(r"^/(proc/[^/]+|dev)/fd/\d+$")
+_STREAM_KINDS = {stat_module.S_IFIFO: "a named pipe", stat_module.S_IFCHR: "a character device"}
+
+
+@dataclass(frozen=True)
+class Destination:
+    """What writing to a local ``path`` means. ``stream`` (in words): a named pipe, a character device or an
+    open descriptor (``/dev/stdout``), written straight into, since replacing it would destroy it. Otherwise
+    ``target``, the regular file (or name to create) replaced atomically: ``path``, or the file a symlink at
+    ``path`` points to, so the link stays a link. ``problem``: why nothing can be written there."""
+
+    path: str
+    target: str
+    stream: Optional[str] = None
+    problem: Optional[str] = None
+
+    @property
+    def note(self) -> Optional[str]:
+        """How the summary says it was written, when it is not the plain atomic replacement."""
+        if self.stream:
+            return f"{self.stream}: written straight into it, not replaced atomically"
+        if self.target != self.path:
+            return f"a symlink: its target {self.target} replaced atomically, the link kept"
+        return None
+
+
+def _names_descriptor(path: str) -> bool:
+    """Whether ``path`` or a symlink on the way to its target is an open descriptor (/proc/self/fd/1)."""
+    hop = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on symlinks followed
+        if _DESCRIPTOR.match(hop):
+            return True
+        if not os.path.islink(hop):
+            return False
+        hop = os.path.normpath(os.path.join(os.path.dirname(hop), os.readlink(hop)))
+    return False
+
+
+def destination(path: str) -> Destination:
+    """What ``path`` is as a place to write (``Destination``); never raises."""
+    try:
+        found: Optional[os.stat_result] = os.stat(path)
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        return Destination(path, path, problem=exc.strerror or str(exc))
+    if _names_descriptor(path):
+        return Destination(path, path, stream="an open file descriptor")
+    kind = stat_module.S_IFMT(found.st_mode) if found is not None else stat_module.S_IFREG
+    if kind in _STREAM_KINDS:
+        return Destination(path, path, stream=_STREAM_KINDS[kind])
+    if kind == stat_module.S_IFDIR:
+        return Destination(path, path, problem="is a folder; give a file name")
+    if kind != stat_module.S_IFREG:
+        return Destination(path, path, problem="is a block device or a socket, not a file, pipe or character device")
+    return Destination(path, os.path.realpath(path) if os.path.islink(path) else path)
+
+
+def check_folder_writable(folder: str, prefix: str) -> None:
+    """Fail (exit 1) unless a file can be created in ``folder``: tried, since root passes ``os.access`` on any folder."""
+    if not os.path.isdir(folder):
+        raise MlbError(f"{prefix}: the folder {folder} does not exist")
+    probe = os.path.join(folder, f".mlb-probe-{secrets.token_hex(6)}.tmp")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.remove(probe)
+    except OSError as exc:
+        raise MlbError(f"{prefix}: {folder} is not writable ({exc.strerror or exc})") from None
+
+
+def check_destination(path: str, what: str) -> Destination:
+    """Fail now, before any row, when ``what`` cannot be written at ``path`` (one line, exit 1)."""
+    if is_url(path):
+        check_output_url(path)
+        return Destination(path, path)
+    found = destination(path)
+    if found.problem:
+        raise MlbError(f"{path}: cannot write {what} there ({found.problem})")
+    if found.stream:
+        if not os.access(path, os.W_OK):
+            raise MlbError(f"{path}: cannot write {what} there ({found.stream} without write permission)")
+        return found
+    check_folder_writable(os.path.dirname(os.path.abspath(found.target)), f"{path}: cannot write {what}")
+    return found
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    """A small file (a done marker, a report) written whole or not at all, local or URL."""
+    """A small file (a done marker, a report) written whole or not at all, local or URL.
+
+    A symlink keeps pointing at its target, which is replaced; a named pipe or a device is
+    written straight into (``destination``).
+    """
     if is_url(path):
         _put_atomic(path, lambda fs, key: fs.pipe_file(key, data))
         return
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    found = destination(path)
+    if found.problem:
+        raise MlbError(f"{path}: cannot write there ({found.problem})")
+    if found.stream:
+        with open(path, "ab") as f:
+            f.write(data)
+        return
+    folder, name = os.path.split(os.path.abspath(found.target))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, found.target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def read_bytes(path: str) -> bytes:

@@ -12,19 +12,29 @@ settings); on success the partial file is renamed over the output with ``os.repl
 same way in a local staging folder and uploaded at the end (``storage.upload_atomic``).
 A disk that fills up or turns read-only mid-run is one error line naming the file; the
 output stays as it was.
+
+What is not a regular file is never replaced (``storage.destination``): a symlink's target
+is replaced and the link kept (the partial, progress and lock files live beside the
+target); a named pipe, a character device or ``/dev/stdout`` is written straight into, like
+stdout, with no partial file, no checkpoint and no lock. A name ending in ``.gz`` is written
+gzip-compressed: each chunk's records are one gzip member (fixed header, no timestamp), so
+the file is ordinary gzip for every reader, checkpoints fall on member boundaries and
+``--resume`` still gives the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
-from mlbert.errors import MlbError, UsageError
-from mlbert.io.storage import check_output_url, is_url, make_staging_folder, staging_path, upload_atomic
+from mlbert.errors import MlbError
+from mlbert.io.staging import make_staging_folder, staging_path
+from mlbert.io.storage import check_destination, check_output_url, destination, is_url, upload_atomic
 
 
 PARTIAL_SUFFIX = ".partial"
@@ -32,6 +42,8 @@ PROGRESS_SUFFIX = ".progress"
 # A finished partial file being turned into the output (Parquet) before it is published.
 READY_SUFFIX = ".tmp"
 PROGRESS_VERSION = 1
+# gzip level of a compressed output: zlib's default, the usual size/speed balance.
+GZIP_LEVEL = 6
 
 
 # ---- files -----------------------------------------------------------------------------
@@ -89,18 +101,30 @@ class OutputFile:
     """
 
     def __init__(self, path: str, fingerprint: Optional[Dict[str, Any]] = None, *,
-                 finish: Optional[Finisher] = None, staging_dir: Optional[str] = None):
+                 finish: Optional[Finisher] = None, staging_dir: Optional[str] = None, compress: bool = False):
         self.path = path
         self.is_stdout = path == "-"
         self.is_url = is_url(path)
+        self.destination = None if self.is_stdout or self.is_url else destination(path)
+        # Written straight into (stdout, a pipe, a device): no partial file, checkpoint or lock.
+        self.is_stream = self.is_stdout or bool(self.destination and self.destination.stream)
         self.fingerprint = fingerprint or {}
         self.finish = finish
-        self.local_path = staging_path(path, staging_dir) if self.is_url else path
+        self.compress = compress
+        if self.is_url:
+            self.local_path = staging_path(path, staging_dir)
+        else:
+            self.local_path = self.destination.target if self.destination is not None else path
         self.partial_path = self.local_path + PARTIAL_SUFFIX
         self.progress_path = self.local_path + PROGRESS_SUFFIX
         self._file: Optional[IO[bytes]] = None
         self.bytes_written = 0
         self.resume_note: Optional[str] = None
+
+    @property
+    def note(self) -> Optional[str]:
+        """How the output was written, when not by the plain atomic replacement (for the summary)."""
+        return self.destination.note if self.destination is not None else None
 
     @contextlib.contextmanager
     def _disk(self, where: str) -> Iterator[None]:
@@ -111,30 +135,27 @@ class OutputFile:
         if self.is_stdout:
             yield
             return
+        kept = "what was written stays in it" if self.is_stream else f"{self.path} is unchanged"
         try:
             yield
         except OSError as exc:
-            raise MlbError(f"{where}: cannot write ({exc.strerror or exc}); {self.path} is unchanged") from None
+            raise MlbError(f"{where}: cannot write ({exc.strerror or exc}); {kept}") from None
 
     def check_writable(self) -> None:
-        """Fail before any work if the output folder (or bucket) does not exist or is not writable."""
+        """Fail before any work (exit 1, one line) if the output cannot be written: its folder, bucket or stdout."""
         if self.is_stdout:
+            if getattr(sys.stdout, "buffer", None) is None:
+                raise MlbError("stdout is closed or takes no bytes (started with >&-?); give -o FILE")
             return
         if self.is_url:
             check_output_url(self.path)
             make_staging_folder(self.local_path, self.path)
             return
-        folder = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(folder):
-            raise UsageError(f"{self.path}: the output folder {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise UsageError(f"{self.path}: cannot write in {folder}")
-        if os.path.isdir(self.path):
-            raise UsageError(f"{self.path}: is a folder; give a file name")
+        check_destination(self.path, "the output")
 
     def read_resume_point(self) -> Optional[ResumePoint]:
         """The checkpoint of an earlier killed run of the same job, or None (with a note why)."""
-        if self.is_stdout:
+        if self.is_stream:
             return None
         try:
             with open(self.progress_path, "r", encoding="utf-8") as f:
@@ -169,6 +190,11 @@ class OutputFile:
             self._file = sys.stdout.buffer
             self.write(header)
             return
+        if self.is_stream:  # a pipe's open waits for its reader, as any writer's does
+            with self._disk(self.path):
+                self._file = open(self.path, "ab")
+            self.write(header)
+            return
         with self._disk(self.partial_path):
             if resume_point is not None:
                 f = open(self.partial_path, "r+b")
@@ -187,16 +213,19 @@ class OutputFile:
         if not data:
             return
         raw = data.encode("utf-8") if isinstance(data, str) else data
+        if self.compress:  # one gzip member per call; mtime=0 keeps the bytes reproducible
+            raw = gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
         assert self._file is not None
-        with self._disk(self.partial_path):
+        with self._disk(self.path if self.is_stream else self.partial_path):
             self._file.write(raw)
         self.bytes_written += len(raw)
 
     def checkpoint(self, rows_done: int, errors: int, tallies: Optional[Dict[str, Any]] = None) -> None:
         """Make everything written so far durable and record it (and the run's tallies) for ``--resume``."""
         assert self._file is not None
-        if self.is_stdout:
-            self._file.flush()
+        if self.is_stream:
+            with self._disk(self.path):
+                self._file.flush()
             return
         self._sync_partial()
         tmp = self.progress_path + ".tmp"
@@ -221,8 +250,14 @@ class OutputFile:
     def publish(self) -> None:
         """Replace the output with the finished file: ``os.replace`` locally, an atomic upload for a URL."""
         assert self._file is not None
-        if self.is_stdout:
-            self._file.flush()
+        if self.compress and self.bytes_written == 0:
+            self._file.write(gzip.compress(b"", mtime=0))  # no records: still a valid (empty) gzip file
+        if self.is_stream:
+            with self._disk(self.path):
+                self._file.flush()
+                if not self.is_stdout:
+                    self._file.close()
+                    self._file = None
             return
         self._sync_partial()
         with self._disk(self.partial_path):
@@ -238,8 +273,8 @@ class OutputFile:
                 upload_atomic(ready, self.path)
             else:
                 with self._disk(self.path):
-                    os.replace(ready, self.path)
-                _fsync_dir(self.path)
+                    os.replace(ready, self.local_path)  # a symlink's target; the link itself stays
+                _fsync_dir(self.local_path)
         finally:
             if ready != self.partial_path:  # a converted file is rebuilt from the partial one if needed
                 self._remove(ready)

@@ -80,3 +80,20 @@ def test_clean_text_drops_only_control_characters():
     assert clean_text("a\x00b\x07c\x1bd\x7fe\x85f") == "abcdef"
     assert clean_text("tab\tand\nnewline\r ok") == "tab\tand\nnewline\r ok"
     assert clean_text("caf\u00e9 \U0001F600") == "caf\u00e9 \U0001F600"
+
+
+def test_encoding_option_reads_what_is_not_utf8(tmp_path, golden_model):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("id,text\n1,i am so happy today ! caf\u00e9\n".encode("latin-1"))
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_bytes("id,text\n1,i am so happy today ! caf\u00e9\n".encode("utf-8"))
+    assert "not UTF-8" in records(run([str(latin1)], golden_model).stdout)[0]["error"]  # without --encoding
+    read = run([str(latin1), "--encoding", "latin-1"], golden_model)
+    assert read.exit_code == 0 and read.stdout == run([str(utf8)], golden_model).stdout
+    utf16 = tmp_path / "excel.tsv"
+    utf16.write_bytes("id\ttext\n1\ti am so happy today ! caf\u00e9\n".encode("utf-16"))
+    refused = run([str(utf16)], golden_model)
+    assert refused.exit_code == 1 and "--encoding utf-16" in refused.stderr
+    assert run([str(utf16), "--encoding", "utf-16"], golden_model).stdout == read.stdout
+    unknown = run([str(latin1), "--encoding", "latin-9000"], golden_model)
+    assert unknown.exit_code == 2 and "unknown encoding" in unknown.stderr

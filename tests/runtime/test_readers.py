@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import json
 import sys
 
 import pytest
@@ -129,3 +130,25 @@ def test_sample_does_not_consume_rows(tmp_path):
         assert [r.number for r in first] == list(range(1, 11))
         assert [r.number for r in table.sample(5)] == [1, 2, 3, 4, 5]
         assert [r.number for r in table.rows()] == list(range(1, 101))
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "shift_jis", "gb18030", "utf-16", "utf-16-le", "utf-32"])
+def test_inputs_in_other_encodings(tmp_path, encoding):
+    texts = ["caf\u00e9 cr\u00e8me", "na\u00efve \u00fcber"] if encoding in ("latin-1", "cp1252") else \
+        ["cafe \u65e5\u672c\u8a9e", "\u3053\u3093\u306b\u3061\u306f, \"quoted\""]
+    data = ("id\ttext\n" + "".join(f"{i}\t{t}\r\n" for i, t in enumerate(texts))).encode(encoding)
+    table, rows = read_all(write(tmp_path, "a.tsv", data), encoding=encoding)
+    assert table.columns == ["id", "text"] and [r.values["text"] for r in rows] == texts
+    jsonl = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts).encode(encoding)
+    assert [r.values["text"] for r in read_all(write(tmp_path, "a.jsonl", jsonl), encoding=encoding)[1]] == texts
+
+
+def test_bad_bytes_in_another_encoding(tmp_path):
+    cp1252 = write(tmp_path, "a.txt", b"fine\nbad \x81 byte\nfine too\n")  # 0x81 is not a cp1252 character
+    rows = read_all(cp1252, encoding="cp1252")[1]
+    assert [r.error for r in rows] == [None, "bytes that are not cp1252 (at byte 4 of the line)", None]
+    utf16 = write(tmp_path, "b.txt", "one\ntwo\n".encode("utf-16") + b"\x00\xd8")  # a lone surrogate half
+    with pytest.raises(InputError, match=r"b.txt: is not valid utf-16 after line 2"):
+        read_all(utf16, encoding="utf-16")
+    with pytest.raises(UsageError, match="--encoding 'klingon': unknown encoding"):
+        read_all(cp1252, encoding="klingon")

@@ -78,11 +78,11 @@ def test_a_failed_run_still_writes_its_report(tmp_path, golden_model):
     assert (report["status"], report["exit_code"]) == ("failed", 1)
     assert report["error"] == f"{missing}: no such file" and report["rows"] == 0
     result = run([str(missing), "--report-json", str(tmp_path / "no" / "such" / "folder.json")], golden_model)
-    assert result.exit_code == 2 and "the report's folder" in result.stderr
-    # Today's parts have not arrived: the glob matches nothing, and monitoring hears of it.
+    assert result.exit_code == 1 and "cannot write the run report" in result.stderr and "does not exist" in result.stderr
+    # Today's parts have not arrived: the glob matches nothing; nothing to do (exit 0), and monitoring hears of it.
     result, report = _report(tmp_path, [str(tmp_path / "day" / "*.parquet"), "-o", f"{tmp_path}/out/"], golden_model)
-    assert result.exit_code == 2 and (report["status"], report["exit_code"]) == ("failed", 2)
-    assert report["error"].endswith("no file matches this pattern") and report["labels"] == []
+    assert result.exit_code == 0 and (report["status"], report["exit_code"]) == ("nothing_to_do", 0)
+    assert report["files"]["total"] == 0 and report["rows"] == 0 and report["labels"] == []
 
 
 def test_the_report_of_a_resumed_run_covers_every_row(tmp_path, golden_model):
@@ -124,9 +124,11 @@ def test_prometheus_text_has_one_sample_per_gauge_and_label(tmp_path, golden_mod
         if not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
-    assert samples["mlb_batch_rows"] == len(TEXTS) + 1 and samples["mlb_batch_success"] == 1
-    assert samples['mlb_batch_error_rows{kind="empty_text"}'] == 1
-    assert {f'mlb_batch_label_positive_share{{label="{n}"}}' for n in LABELS} <= set(samples)
+    run_labels = f'job="out.jsonl",input="{source}"'  # the job defaults to the output's name
+    assert samples[f"mlb_batch_rows{{{run_labels}}}"] == len(TEXTS) + 1
+    assert samples[f"mlb_batch_success{{{run_labels}}}"] == 1
+    assert samples[f'mlb_batch_error_rows{{kind="empty_text",{run_labels}}}'] == 1
+    assert {f'mlb_batch_label_positive_share{{label="{n}",{run_labels}}}' for n in LABELS} <= set(samples)
     assert not any(name.startswith("mlb_batch_label_drift") for name in samples)  # no validation shares: no flag
     assert not (tmp_path / "mlb.prom.tmp").exists()
 
@@ -144,7 +146,8 @@ def test_psi_and_the_drift_flag():
     assert [r["drift"] for r in few] == [None, None, None]  # too few rows to call it
     text = prometheus_text({"exit_code": 0, "rows": 1, "error_rows_by_kind": {}, "seconds": 1.0,
                             "rows_per_second": 1.0, "provider": "p", "model": None, "labels": rows})
-    assert 'mlb_batch_label_drift{label="b"} 1' in text and 'mlb_batch_label_psi{label="a"}' in text
+    assert 'mlb_batch_label_drift{label="b",job="",input=""} 1' in text
+    assert 'mlb_batch_label_psi{label="a",job="",input=""}' in text
 
 
 def _header(**extra):

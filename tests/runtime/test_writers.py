@@ -11,7 +11,7 @@ from mlbert.errors import OutputLocked, UsageError
 from mlbert.io.lock import OutputLock
 from mlbert.io.records import ChunkResult, RecordFormatter, escape_formula
 from mlbert.io.writers import OutputFile
-from mlbert.io.formats import output_format
+from mlbert.io.formats import output_format, output_gzip
 
 LABELS = ["anger", "joy", "sadness"]
 THRESHOLDS = np.array([0.5, 0.3, 0.9], dtype=np.float32)
@@ -72,8 +72,10 @@ def test_output_format_from_name():
     assert output_format("a.tsv") == "tsv"
     assert output_format("a.json") == "jsonl"
     assert output_format("a.txt", "csv") == "csv"
-    with pytest.raises(UsageError, match="compressed"):
-        output_format("a.jsonl.gz")
+    assert output_format("a.jsonl.gz") == "jsonl" and output_format("a.csv.gz") == "csv"
+    assert output_gzip("a.jsonl.gz", "jsonl") and not output_gzip("a.jsonl", "jsonl")
+    with pytest.raises(UsageError, match="compresses itself"):
+        output_gzip("a.parquet.gz", "parquet")
 
 
 def test_lock_is_exclusive_and_released(tmp_path):
