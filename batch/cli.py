@@ -61,9 +61,10 @@ def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
 HELP = """Classify the texts in INPUT with an mlb ONNX model; one output record per input row.
 
 \b
-Examples:
+Examples (without --model or MLB_MODEL: the built-in GoEmotions model, 28 emotions):
+    mlb-batch tweets.csv -o labels.jsonl
+    echo "I'm so happy" | mlb-batch -
     mlb-batch tweets.csv -m model.onnx -o labels.jsonl
-    echo "I'm so happy" | mlb-batch - -m model.onnx
     mlb-batch comments.tsv.gz --text-column body --id-column id -o labels.csv
     mlb-batch tweets.jsonl --threshold 0.4 --threshold joy=0.3 --top-k 3 --no-scores
 
@@ -113,8 +114,9 @@ Ctrl-C / SIGTERM (previous output untouched).
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE|DIR/",
               help="Output file (.jsonl, .csv, .tsv or .parquet; a path or an s3://, gs://, az:// URL), - for "
                    "stdout, or a folder (one output per input). Written atomically.")
-@click.option("-m", "--model", envvar="MLB_MODEL", metavar="FILE.onnx",
-              help="Model written by mlb-export. [env: MLB_MODEL]")
+@click.option("-m", "--model", metavar="FILE.onnx|NAME",
+              help="Model written by mlb-export, or a built-in model's name (goemotions). Default: MLB_MODEL, "
+                   "else the built-in goemotions model (English, 28 emotions). [env: MLB_MODEL]")
 @click.option("--format", "format_", type=click.Choice(format_names(aliases=True)),
               help="Input format when the name does not say (default for stdin: text).")
 @click.option("--header/--no-header", default=None,
@@ -183,6 +185,7 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
         max_errors: str, quiet: bool) -> int:
     from mlbert.batch.job import BatchOptions, ErrorTolerance
     from mlbert.batch.reporting import Reports
+    from mlbert.models import resolve_model
 
     options = BatchOptions(
         input=inputs[0], output=output, model=model, format=format_, header=header, text_column=text_column,
@@ -198,6 +201,8 @@ def cli(inputs: tuple, output: str, model: Optional[str], format_: Optional[str]
     made: List[Any] = []
     job = None
     try:
+        # The named model, else MLB_MODEL, else the built-in one; a broken built-in file is reported too.
+        options.model = reports.where["model"] = resolve_model(model).source
         tolerance = ErrorTolerance.parse(max_errors)
         reports.check()  # a report that cannot be written is known before the output is touched
         job = _make_runner(inputs, options, engine, ray_address, ray_concurrency, ray_batch_size, redo, quiet,

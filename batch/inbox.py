@@ -229,6 +229,7 @@ class InboxSummary:
     errors: int = 0
     seconds: float = 0.0
     provider: str = ""
+    model: str = ""  # which model ran (the jobs' Summary.model)
     output: str = ""
     notes: List[str] = field(default_factory=list)
     failure_codes: List[int] = field(default_factory=list)
@@ -267,6 +268,7 @@ class InboxSummary:
         return (
             f"mlb-batch: {', '.join(parts)}; {self.rows} rows, {self.errors} errors, "
             f"{self.seconds:.1f} s{provider} -> {self.output}; {self.rows_read} rows read, {self.rows} records written"
+            + (f"; model: {self.model}" if self.model else "")
         )
 
 
@@ -334,6 +336,7 @@ class InboxRun:
                 job.prepare()  # a model problem stops the whole run, before any output
                 prepared = job
                 result.provider = job.summary.provider
+                result.model = job.summary.model
             try:
                 if job is not prepared:
                     job.adopt(prepared)
@@ -369,6 +372,7 @@ class InboxRun:
             result.errors += summary.errors
             result.text_columns[item.input] = summary.text_column
             result.provider = summary.provider
+            result.model = summary.model
             result.notes.extend(f"{item.input}: {note}" for note in summary.notes)
             if not self.quiet:
                 self.echo(summary.line())

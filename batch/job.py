@@ -64,6 +64,7 @@ class Summary:
     rows_read: int = 0
     text_column: Optional[ColumnChoice] = None
     output_note: Optional[str] = None  # how the output was written when not replaced atomically
+    model: str = ""  # which model ran: "built-in goemotions (28 labels)", or the file and its label count
 
     @property
     def rows_per_second(self) -> float:
@@ -75,10 +76,11 @@ class Summary:
         where = "stdout" if self.output == "-" else self.output
         how = f" ({self.output_note})" if self.output_note else ""
         column = f"; text column {self.text_column.name!r}: {self.text_column.chosen_by}" if self.text_column else ""
+        model = f"; model: {self.model}" if self.model else ""
         return (
             f"mlb-batch: {self.rows} rows, {self.errors} errors, {self.seconds:.2f} s, "
             f"{self.rows_per_second:.0f} rows/s, {self.provider}{resumed} -> {where}{how}; "
-            f"{self.rows_read} rows read, {self.rows} records written{column}"
+            f"{self.rows_read} rows read, {self.rows} records written{column}{model}"
         )
 
 

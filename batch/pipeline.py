@@ -84,6 +84,7 @@ class BatchJob:
         classifier.warm_up()
         classifier.thresholds = parse_thresholds(o.thresholds, classifier.label_names, classifier.thresholds)
         self.summary.provider = classifier.provider
+        self.summary.model = classifier.description
         self.summary.notes.extend(classifier.notes)
         self.classifier = classifier
         return classifier
@@ -94,6 +95,7 @@ class BatchJob:
         self._check_destination()
         self.classifier = prepared.classifier
         self.summary.provider = prepared.summary.provider
+        self.summary.model = prepared.summary.model
 
     def _fingerprint(self, fmt: str) -> Dict[str, Any]:
         """The settings fingerprint plus how rows are grouped and run: what makes --resume byte-identical."""

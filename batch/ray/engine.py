@@ -132,6 +132,7 @@ class RayBatchJob(BatchJob):
         classifier.warm_up()
         classifier.thresholds = parse_thresholds(o.thresholds, classifier.label_names, classifier.thresholds)
         self.classifier = classifier
+        self.summary.model = classifier.description
         self.pool = self._start_pool(classifier.token_budget)
         self.summary.provider = self._describe()
         return classifier

@@ -80,9 +80,20 @@ def builtin_model(name: str) -> Optional[BuiltinModel]:
     return BUILTIN_MODELS.get(key.strip().lower())
 
 
+def _builtin_at(path: str) -> Optional[BuiltinModel]:
+    """The built-in model whose file ``path`` is (a run resolved once and handed the path on)."""
+    for builtin in BUILTIN_MODELS.values():
+        if os.path.exists(builtin.path) and os.path.samefile(path, builtin.path):
+            return builtin
+    return None
+
+
 def _named(name: str, origin: str) -> ResolvedModel:
-    """A model the caller or MLB_MODEL named: an existing file, else a built-in name, else a path
-    left for the loader to refuse (it says what is wrong with it)."""
+    """A model the caller or MLB_MODEL named: an existing file (the built-in's own file is the built-in),
+    else a built-in name, else a path left for the loader to refuse (it says what is wrong with it)."""
+    if os.path.isfile(name) and not name.startswith(BUILTIN_PREFIX):
+        at = _builtin_at(name)
+        return _checked(at) if at else ResolvedModel(name, name)
     builtin = None if os.path.exists(name) and not name.startswith(BUILTIN_PREFIX) else builtin_model(name)
     if builtin is None:
         if name.startswith(BUILTIN_PREFIX):
