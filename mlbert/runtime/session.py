@@ -135,8 +135,9 @@ def _check_source(source: Optional[ModelSource], where: Optional[str] = None) ->
     """Refuse a missing or unreadable model before onnxruntime sees it; returns its name for messages
     (``where`` when given, else its path)."""
     if source is None or (not isinstance(source, bytes) and not os.fspath(source)):
-        raise UsageError("no model given: pass --model FILE.onnx, set MLB_MODEL, or leave both out for the "
-                         "built-in goemotions model")
+        raise UsageError("no model given: pass --model FILE.onnx or set MLB_MODEL (mlb-batch and mlbert.load() "
+                         "without either use the built-in goemotions model); to make your own, train with "
+                         "`mlb-train --train DATA -o run/` and export it with `mlb-export run/ model.onnx`")
     if isinstance(source, bytes):
         if not source:
             raise ModelFileError(f"{where or 'model bytes'}: empty")
