@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from mlbert.io import storage
+from mlbert.io import atomic, storage
 from mlbert.errors import ExitCode, MlbError, OutputLocked, UsageError, raise_errors
 from mlbert.io.formats import FORMATS, main_extensions, output_format, readable_by_name
 from mlbert.batch.fingerprint import job_fingerprint
@@ -212,7 +212,7 @@ def mark_done(output: str, key: Dict[str, Any], summary: Summary) -> None:
     }
     if found.etag is not None:
         marker["output_etag"] = found.etag
-    storage.write_bytes_atomic(output + DONE_SUFFIX, (json.dumps(marker, indent=1) + "\n").encode("utf-8"))
+    atomic.write_bytes_atomic(output + DONE_SUFFIX, (json.dumps(marker, indent=1) + "\n").encode("utf-8"))
 
 
 # ---- the run -------------------------------------------------------------------------------
@@ -315,10 +315,10 @@ class InboxRun:
             return
         if folder and not os.path.isdir(folder):
             parent = os.path.dirname(os.path.abspath(folder.rstrip("/" + os.sep))) or "."
-            storage.check_folder_writable(parent, f"{folder}: cannot create the output folder")
+            atomic.check_folder_writable(parent, f"{folder}: cannot create the output folder")
             os.makedirs(folder, exist_ok=True)
         if folder:
-            storage.check_folder_writable(folder, f"{folder}: cannot write the outputs")
+            atomic.check_folder_writable(folder, f"{folder}: cannot write the outputs")
 
     def run(self, on_progress: Optional[ProgressCallback] = None) -> InboxSummary:
         started = time.monotonic()

@@ -3,7 +3,7 @@
 Why here and not in the command: monitoring must see every run that got as far as its
 checks, failed and stopped runs included, and a report that cannot be written must be
 known before the output is touched, not after yesterday's output was replaced. So the
-report paths are checked first (``storage.check_destination``: exit 1, one line naming
+report paths are checked first (``atomic.check_destination``: exit 1, one line naming
 the path), and the reports are written however the run ends, each one that can be.
 """
 
@@ -16,7 +16,7 @@ import click
 
 from mlbert.cli_common import Stopped
 from mlbert.errors import ExitCode, MlbError, first_line
-from mlbert.io import storage
+from mlbert.io import atomic, storage
 
 STATUS = {ExitCode.OK: "ok", ExitCode.ROW_ERRORS: "row_errors", ExitCode.LOCKED: "locked"}
 
@@ -44,7 +44,7 @@ class Reports:
         first: Optional[MlbError] = None
         for path in self.paths:
             try:
-                storage.check_destination(path, "the run report")
+                atomic.check_destination(path, "the run report")
             except MlbError as exc:
                 self.unwritable.add(path)
                 first = first or exc

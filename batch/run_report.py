@@ -10,7 +10,7 @@ split, ``PSI = sum((a - e) * ln(a / e))`` over {positive, negative}, above ``PSI
 ``--report-prom`` writes the same numbers in Prometheus' text format, for node-exporter's
 textfile collector, every sample labelled with the run's ``job`` (``--job``, default the
 output's name) and ``input``, so the files of two jobs can be told apart. Both are written
-atomically (``storage.write_bytes_atomic``). The progress and summary lines for people are
+atomically (``atomic.write_bytes_atomic``). The progress and summary lines for people are
 unchanged.
 
 The counts are kept per chunk (``Tally``) and saved in the resume checkpoint, so the
@@ -32,7 +32,8 @@ import numpy as np
 
 from mlbert import __version__
 from mlbert.decisions import decide
-from mlbert.io.storage import is_url, write_bytes_atomic
+from mlbert.io.atomic import write_bytes_atomic
+from mlbert.io.storage import is_url
 
 REPORT_VERSION = 1
 # A label is flagged when the PSI of its predicted-positive share against the validation

@@ -10,7 +10,7 @@
    fuse (onnxruntime's transformer fusions, checked exactly) and quantize (an int8 scheme of
    ``exporter.quantize``), and verify the result (see ``exporter.validate``);
 5. attach the mlb header (``batch.modelfile``) and publish atomically: a temporary file in
-   the target folder, then ``os.replace``, so a reader never sees half a file and a failed
+   the target folder, then published by ``mlbert.io.atomic.publish_file``, so a reader never sees half a file and a failed
    export leaves the previous file in place.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from mlbert.errors import MlbError, ModelFileError, UsageError, library_step
 from mlbert.modelfile import CheckpointConfig, ModelHeader, attach_header
-from mlbert.io.storage import umask_file_mode
+from mlbert.io.atomic import publish_file, umask_file_mode
 
 from mlbert.trainer.torch_checkpoint import checkpoint_probabilities, load_checkpoint
 from mlbert.exporter import quantize as _q
@@ -136,7 +136,7 @@ def _export(info: CheckpointInfo, output: str, tmp_out: str, scheme: Optional[_q
         # Record what was checked inside the file itself, then publish.
         header.provenance = dict(header.provenance, validation=[r.to_dict() for r in reports])
         _save_with_header(tmp_out, tmp_out, header)
-    os.replace(tmp_out, output)
+    publish_file(tmp_out, output)
     size = os.path.getsize(output)
     say(f"wrote {output} ({size / 1024**2:.1f} MiB)")
     return ExportResult(path=output, header=header, size_bytes=size, reports=reports)

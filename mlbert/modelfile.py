@@ -116,12 +116,10 @@ class CheckpointConfig:
         }
 
     def save(self, folder: str) -> str:
+        from mlbert.io.atomic import write_text_atomic
+
         path = os.path.join(folder, CHECKPOINT_CONFIG_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
         return path
 
     @classmethod

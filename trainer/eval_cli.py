@@ -9,7 +9,6 @@ errors (``batch.errors.MlbError``) become one ``Error: ...`` line and their exit
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -18,6 +17,7 @@ import click
 from mlbert.cli_common import MlbCommand
 from mlbert.runtime.providers import token_budget_help
 from mlbert.errors import MlbError, UsageError
+from mlbert.io.atomic import write_text_atomic
 
 from mlbert import __version__
 from mlbert.trainer.options import labelled_data_options, read_options
@@ -131,11 +131,8 @@ def _write_json(json_path: str, evaluations: Sequence[Any], log: Callable[[str],
     if json_path == "-":
         click.echo(text, nl=False)
         return
-    tmp = json_path + ".tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, json_path)
+        write_text_atomic(json_path, text)
     except OSError as exc:
         raise MlbError(f"{json_path}: cannot write ({exc.strerror or exc})") from None
     log(f"Wrote {json_path}")

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from mlbert.errors import UsageError
+from mlbert.io.atomic import write_text_atomic
 from mlbert.modelfile import CheckpointConfig, recorded_time
 
 from mlbert.trainer.data import LabelledData
@@ -215,11 +216,8 @@ def _save_predictions(
 
 def write_json(path: str, data: Any) -> None:
     """Standard JSON (NaN/inf as null), numpy values as Python ones, replaced atomically."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_finite(data), f, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
+    write_text_atomic(path, text + "\n")
 
 
 def _json_default(value: Any) -> Any:

@@ -13,7 +13,8 @@ import os
 from typing import Optional
 
 from mlbert.errors import MlbError
-from mlbert.io.storage import basename, check_folder_writable
+from mlbert.io.atomic import check_folder_writable
+from mlbert.io.storage import basename
 
 STAGING_ENV = "MLB_STAGING_DIR"
 

@@ -6,14 +6,14 @@ must never write the same file at once, and a killed run over a million rows sho
 continue, not start over. So records go to ``OUTPUT.partial`` beside the output; after
 every chunk the partial file is flushed to disk and ``OUTPUT.progress`` records how many
 rows and bytes are safely written (with a fingerprint of the input, model and
-settings); on success the partial file is renamed over the output with ``os.replace``
+settings); on success the partial file is renamed over the output (``atomic.publish_file``)
 (atomic on one filesystem) and the progress file is removed. ``OUTPUT.lock``
 (``outputlock``) is held with ``flock`` for the whole run. An output URL is written the
 same way in a local staging folder and uploaded at the end (``storage.upload_atomic``).
 A disk that fills up or turns read-only mid-run is one error line naming the file; the
 output stays as it was.
 
-What is not a regular file is never replaced (``storage.destination``): a symlink's target
+What is not a regular file is never replaced (``atomic.destination``): a symlink's target
 is replaced and the link kept (the partial, progress and lock files live beside the
 target); a named pipe, a character device or ``/dev/stdout`` is written straight into, like
 stdout, with no partial file, no checkpoint and no lock. A name ending in ``.gz`` is written
@@ -34,7 +34,8 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
 from mlbert.errors import MlbError
 from mlbert.io.staging import make_staging_folder, staging_path
-from mlbert.io.storage import check_destination, check_output_url, destination, is_url, upload_atomic
+from mlbert.io.atomic import check_destination, destination, publish_file, write_text_atomic
+from mlbert.io.storage import check_output_url, is_url, upload_atomic
 
 
 PARTIAL_SUFFIX = ".partial"
@@ -55,19 +56,6 @@ class ResumePoint:
     bytes_done: int = 0
     errors: int = 0
     tallies: Dict[str, Any] = field(default_factory=dict)
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def changed_keys(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
@@ -228,17 +216,12 @@ class OutputFile:
                 self._file.flush()
             return
         self._sync_partial()
-        tmp = self.progress_path + ".tmp"
         progress = {"version": PROGRESS_VERSION, "rows_done": rows_done, "bytes_done": self.bytes_written,
                     "errors": errors, "fingerprint": self.fingerprint}
         if tallies is not None:
             progress["tallies"] = tallies
         with self._disk(self.progress_path):
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(progress, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.progress_path)
+            write_text_atomic(self.progress_path, json.dumps(progress))
 
     def _sync_partial(self) -> None:
         """Everything written so far on disk, not in a buffer (a kill cannot lose a checkpointed row)."""
@@ -248,7 +231,7 @@ class OutputFile:
             os.fsync(self._file.fileno())
 
     def publish(self) -> None:
-        """Replace the output with the finished file: ``os.replace`` locally, an atomic upload for a URL."""
+        """Replace the output with the finished file: ``atomic.publish_file`` locally, an atomic upload for a URL."""
         assert self._file is not None
         if self.compress and self.bytes_written == 0:
             self._file.write(gzip.compress(b"", mtime=0))  # no records: still a valid (empty) gzip file
@@ -273,8 +256,7 @@ class OutputFile:
                 upload_atomic(ready, self.path)
             else:
                 with self._disk(self.path):
-                    os.replace(ready, self.local_path)  # a symlink's target; the link itself stays
-                _fsync_dir(self.local_path)
+                    publish_file(ready, self.local_path)  # a symlink's target; the link itself stays
         finally:
             if ready != self.partial_path:  # a converted file is rebuilt from the partial one if needed
                 self._remove(ready)

@@ -19,7 +19,7 @@ import pytest
 
 from mlbert.errors import ExitCode
 from mlbert.io.columns import TEXT_COLUMN_NAMES
-from test_batch_cli import TEXTS, _python, _write, records, run
+from test_batch_cli import TEXTS, _write, records, run
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH_DOC = ROOT / "docs" / "BATCH.md"
@@ -145,6 +145,7 @@ def test_max_errors_tolerates_error_rows_before_exit_3(tmp_path, golden_model):
     bad = run([str(source), "--max-errors", "some"], golden_model)
     assert bad.exit_code == 2 and "--max-errors 'some'" in bad.stderr
     result = run([str(source), "--max-errors", "5", "--report-json", str(tmp_path / "r.json")], golden_model)
+    assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert (report["status"], report["exit_code"], report["error_rows"], report["max_errors"]) == ("ok", 0, 2, "5")
 

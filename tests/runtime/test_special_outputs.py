@@ -11,15 +11,13 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import threading
 
 import pytest
 from click.testing import CliRunner
 
 from mlbert.batch.cli import cli
-from mlbert.io.storage import destination, write_bytes_atomic
+from mlbert.io.atomic import destination, write_bytes_atomic
 from test_batch_cli import KILLER, TEXTS, _python, _write, records, run
 
 

@@ -15,6 +15,8 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mlbert.io.atomic import write_text_atomic
+
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 
@@ -141,8 +143,5 @@ def _inline_html(text: str) -> str:
 
 
 def atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to a temporary name beside ``path``, then rename: a reader never sees half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` whole or not at all (``mlbert.io.atomic``): a reader never sees half a report."""
+    write_text_atomic(path, text)
