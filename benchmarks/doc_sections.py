@@ -24,6 +24,9 @@ import common as c
 _SECTION_RE = re.compile(r"<!-- mlb-bench-kind: (?P<kind>[\w-]+) -->\n(?P<body>.*?)<!-- /mlb-bench-kind: (?P=kind) -->",
                          re.S)
 _SUMMARY_RE = re.compile(r"<!-- mlb-bench-summary: (?P<json>\{.*?\}) -->")
+# Blocks that are not one machine kind's run_all section (the built-in model against its anchor,
+# written by bench_builtin.py): kept as they are when a kind's section is replaced.
+_BLOCK_RE = re.compile(r"<!-- mlb-bench-block: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /mlb-bench-block: (?P=name) -->", re.S)
 README_START = "<!-- mlb-bench-headline:start -->"
 README_END = "<!-- mlb-bench-headline:end -->"
 # Rows of the headline table: summary key, title.
@@ -88,23 +91,41 @@ def kinds_table(summaries: List[Dict[str, Any]]) -> str:
     return c.md_table(head, rows)
 
 
-def document(all_sections: Dict[str, str]) -> str:
+def blocks(text: str) -> Dict[str, str]:
+    """NAME -> the block's text (markers included), in document order."""
+    return {m.group("name"): m.group(0) for m in _BLOCK_RE.finditer(text)}
+
+
+def document(all_sections: Dict[str, str], all_blocks: Optional[Dict[str, str]] = None) -> str:
     summaries = [s for s in (summary_of(text) for text in all_sections.values()) if s]
     parts = [PREAMBLE, "## Machine kinds measured\n", kinds_table(summaries), ""]
+    parts += [text + "\n" for text in (all_blocks or {}).values()]
     parts += [text + "\n" for text in all_sections.values()]
     return "\n".join(parts)
 
 
+def _write(path: Path, all_sections: Dict[str, str], all_blocks: Dict[str, str]) -> str:
+    text = document(all_sections, all_blocks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
 def update_document(path: Path, kind: str, body: str, summary: Dict[str, Any]) -> str:
-    """Replace (or add first) ``kind``'s section of ``path``; keep the other kinds' sections."""
+    """Replace (or add first) ``kind``'s section of ``path``; keep the other kinds' sections and the blocks."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     kept = sections(old)
     new = {kind: wrap(kind, body, summary)}
     new.update({k: v for k, v in kept.items() if k != kind})
-    text = document(new)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return text
+    return _write(path, new, blocks(old))
+
+
+def update_block(path: Path, name: str, body: str) -> str:
+    """Replace (or add) the block ``name`` of ``path``; keep every section and the other blocks."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    kept = blocks(old)
+    kept[name] = f"<!-- mlb-bench-block: {name} -->\n{body.rstrip()}\n<!-- /mlb-bench-block: {name} -->"
+    return _write(path, sections(old), kept)
 
 
 def update_readme(readme: Path, doc: Path) -> bool:
