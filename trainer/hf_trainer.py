@@ -281,7 +281,8 @@ def device_settings(device: str) -> Dict[str, Any]:
             settings["bf16"] = True
         else:
             settings["fp16"] = True
-    settings["device_name"] = torch.cuda.get_device_name(0) if use_cuda else f"cpu ({os.cpu_count()} cores)"
+    settings["device_name"] = (torch.cuda.get_device_name(0) if use_cuda
+                               else f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)")
     return settings
 
 
