@@ -267,6 +267,10 @@ def eval_schedule(n_train: int, opts: TrainOptions, processes: int = 1) -> Dict[
     return {"steps_per_epoch": steps_per_epoch, "total_steps": total, "eval_steps": every}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def device_settings(device: str) -> Dict[str, Any]:
     """``--device`` as Trainer settings: CPU or CUDA, bf16 where the GPU supports it, else fp16."""
     import torch
@@ -282,7 +286,7 @@ def device_settings(device: str) -> Dict[str, Any]:
         else:
             settings["fp16"] = True
     settings["device_name"] = (torch.cuda.get_device_name(0) if use_cuda
-                               else f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)")
+                               else f"cpu ({_count(torch.get_num_threads(), 'thread')}, {_count(os.cpu_count() or 1, 'core')})")
     return settings
 
 
