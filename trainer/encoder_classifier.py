@@ -109,10 +109,7 @@ class MlbClassifierForSequenceClassification(PreTrainedModel):
     config_class = MlbClassifierConfig
     base_model_prefix = "encoder"
     main_input_name = "input_ids"
-    _supports_sdpa = True
-    _supports_flash_attn = True
-    _supports_flex_attn = True
-    _supports_attention_backend = True
+    _supports_sdpa = True  # what the encoders mlb trains (BERT and kin) support; eager otherwise on request
 
     def __init__(self, config: MlbClassifierConfig) -> None:
         super().__init__(config)
