@@ -66,12 +66,16 @@ Flags = Union[List[str], Callable[[str, str], List[str]]]
 def _intermediate(dataset: str, mode: str) -> List[str]:
     """The other shipped set first, for its screening epochs (GoEmotions 1 epoch before XED, XED 3 before GoEmotions)."""
     other = DATASETS["goemotions" if dataset == "xed-en" else "xed-en"]
-    return other.data_flags("intermediate-") + ["--intermediate-epochs", str(other.screening_epochs)]
+    flags = other.data_flags("intermediate-") + ["--intermediate-epochs", str(other.screening_epochs)]
+    if mode == "short":  # a quick look: the first stage as short as the second
+        flags += ["--intermediate-limit-train", "1500", "--intermediate-max-steps", "60"]
+    return flags
 
 
 def _soup(dataset: str, mode: str) -> List[str]:
     """The best 3 of 4 evaluations an epoch; outside the screening, a patience of two epochs as the default has."""
-    flags = ["--average-checkpoints", "3", "--eval-steps", str(DATASETS[dataset].steps_per_epoch() // 4)]
+    every = 15 if mode == "short" else DATASETS[dataset].steps_per_epoch() // 4  # short: 60 steps
+    flags = ["--average-checkpoints", "3", "--eval-steps", str(every)]
     return flags if mode in SCREENING_MODES else flags + ["--early-stopping-patience", "8"]
 
 

@@ -34,6 +34,10 @@ def test_intermediate_is_the_other_set_and_soup_evaluates_four_times_an_epoch():
     assert goemotions[goemotions.index("--intermediate-first-label-id") + 1] == "1"
     assert variant_flags("soup", "xed-en", "levers") == ["--average-checkpoints", "3", "--eval-steps", "109"]
     assert variant_flags("soup", "goemotions", "levers-confirm")[-2:] == ["--early-stopping-patience", "8"]
+    # the quick look (60 steps) shortens both: four evaluations, and a first stage as short as the second
+    assert variant_flags("soup", "xed-en", "short")[-1] == "15"
+    assert variant_flags("intermediate", "xed-en", "short")[-4:] == ["--intermediate-limit-train", "1500",
+                                                                      "--intermediate-max-steps", "60"]
     assert "xed-en:" in shown_flags("intermediate") and shown_flags("baseline") == "none (today's defaults)"
 
 
