@@ -10,7 +10,8 @@ into docs/RECIPE.md between the mode's markers (the prose around them is edited 
 The first study (losses, layer-wise rates, EMA; finished):
 
 * ``short``: a quick look (seconds to minutes per run): 1,500 training rows, 60 steps,
-  the first 500 validation and test rows, one seed. Not for conclusions.
+  the first 500 validation and test rows, one seed; by default the second study's levers,
+  any variant of either study by name. Not for conclusions.
 * ``full``: the screening protocol of docs/RECIPE.md: whole splits, a fixed number of
   epochs per dataset, no early stopping, seeds 42 and 43; staged: XED English first, and
   only the variants that beat the baseline on both its seeds go on to GoEmotions
@@ -68,6 +69,9 @@ RUN_MODE = {"sweep": "levers"}
 
 
 def table_of(mode: str) -> Dict[str, Flags]:
+    """The variants a mode knows: the first study's, the second's, or (the quick look) both."""
+    if mode == "short":
+        return {**VARIANTS, **LEVERS}
     return VARIANTS if mode in FIRST_STUDY else LEVERS  # type: ignore[return-value]
 
 
@@ -130,7 +134,7 @@ def render(mode: str, results: List[Dict[str, Any]], variants: Sequence[str], da
            machine: Dict[str, Any], command: str) -> str:
     if mode == "timing":
         return recipe_doc.render_timing(results, variants, machine, command, recipe_runs.TIMING_STEPS)
-    if mode in FIRST_STUDY:
+    if mode in FIRST_STUDY and all(name in VARIANTS for name in variants):
         return recipe_doc.render_first_study(results, variants, datasets, machine, command)
     return recipe_doc.render_levers(results, variants, datasets, machine, command)
 
@@ -149,7 +153,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="label-cost: the first N test rows (a quick check)")
     args = parser.parse_args(argv)
     table = table_of(args.mode)
-    default = "baseline,ema" if args.mode == "confirm" else ",".join(table)
+    # confirm: the first study's; short: the second study's levers (any variant of either may be named)
+    default = "baseline,ema" if args.mode == "confirm" else ",".join(LEVERS if args.mode == "short" else table)
     args.variant_list = (args.variants or default).split(",")
     one_dataset = args.mode in ("confirm", "timing")
     args.dataset_list = (args.datasets or ("goemotions" if one_dataset else ",".join(DATASETS))).split(",")

@@ -110,5 +110,7 @@ def test_arguments_accept_levers_sweep_points_and_combinations():
     args = bench_recipe.parse_args(["--mode", "levers-confirm", "--variants", "baseline,mean+sweep_lr2e-4"])
     assert args.variant_list == ["baseline", "mean+sweep_lr2e-4"] and args.dataset_list == ["xed-en", "goemotions"]
     assert bench_recipe.parse_args(["--mode", "full"]).variant_list == list(VARIANTS)
+    assert bench_recipe.parse_args(["--mode", "short"]).variant_list == list(LEVERS)
+    assert bench_recipe.parse_args(["--mode", "short", "--variants", "asl,mean"]).variant_list == ["asl", "mean"]
     with pytest.raises(SystemExit):
         bench_recipe.parse_args(["--mode", "levers", "--variants", "asl+nope"])
