@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 import common as c
-from recipe_variants import VARIANTS, shown_flags
+from recipe_variants import DATASETS, VARIANTS, shown_flags
 
 DOC = c.REPO / "docs" / "RECIPE.md"
+# The second study's rule names both sets: a run on one of them (--datasets) cannot meet it.
+RULE_DATASETS = tuple(DATASETS)
 BUDGET_SECONDS = 30 * 60
 BUDGET_DATASET = "xed-en"
 
@@ -72,8 +74,9 @@ def over_budget(results: List[Dict[str, Any]], variant: str) -> bool:
     return bool(seconds) and statistics.mean(seconds) > BUDGET_SECONDS
 
 
-def lever_decision(results: List[Dict[str, Any]], variant: str, datasets: Sequence[str]) -> Dict[str, Any]:
-    """The second study's rule for one variant: mean gain > 0 on every dataset, within the budget."""
+def lever_decision(results: List[Dict[str, Any]], variant: str,
+                   datasets: Sequence[str] = RULE_DATASETS) -> Dict[str, Any]:
+    """The second study's rule for one variant: mean gain > 0 on every dataset (both sets), within the budget."""
     gains: Dict[str, float] = {}
     for ds in datasets:
         try:
@@ -96,8 +99,9 @@ def lever_lines(results: List[Dict[str, Any]], variants: Sequence[str], datasets
         d = lever_decision(results, name, datasets)
         shown = ", ".join(f"{ds} {g:+.4f}" for ds, g in d["gains"].items()) or "no run beside the baseline"
         lines.append(f"- `{name}`: mean gain in validation selection score {shown}"
-                     + (f"; not trained on {', '.join(d['untried'])} (staged: it did not rise on an earlier one)"
-                        if d["untried"] else "")
+                     + (f"; not run on {', '.join(d['untried'])}"
+                        + (" (staged: it did not rise on an earlier set)" if any(g <= 0 for g in d["gains"].values())
+                           else "") if d["untried"] else "")
                      + ("; over the 30-minute budget on XED English" if d["over_budget"] else "")
                      + (" -> meets the rule" if d["adopt"] else " -> stays an option"))
     return lines
@@ -183,7 +187,9 @@ def render_first_study(results: List[Dict[str, Any]], variants: Sequence[str], d
 
 def render_levers(results: List[Dict[str, Any]], variants: Sequence[str], datasets: Sequence[str],
                   machine: Dict[str, Any], command: str) -> str:
-    """The second study's block (``levers``, ``levers-confirm``): variants, every run, means, the rule."""
+    """The second study's block (``levers``, ``levers-confirm``): variants, every run, means, the rule
+    (always on both sets, whatever ``datasets`` were run)."""
+    datasets = RULE_DATASETS
     adopted = [n for n in variants if n != "baseline" and lever_decision(results, n, datasets)["adopt"]]
     return "\n".join([
         written_line(command, machine), "", "Variants (flags added to the protocol's command):", "",

@@ -96,7 +96,7 @@ def render_sweep(stages: List[Dict[str, Any]], judged: List[Dict[str, Any]], dat
     best = stages[-1]["best"] if stages else "baseline"
     if best == "baseline":
         return lines + ["No sweep point beat today's values on the search seed; nothing to judge."]
-    decision = lever_decision(judged, best, datasets)
+    decision = lever_decision(judged, best)
     gains = ", ".join(f"{ds} {g:+.4f}" for ds, g in decision["gains"].items())
     return lines + [f"The best point, `{best}`, against the baseline on both sets and seeds:", "", table(judged), "",
                     f"- `{best}`: mean gain in validation selection score {gains}"

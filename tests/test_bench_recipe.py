@@ -83,6 +83,12 @@ def test_lever_rule_is_the_mean_over_seeds_on_both_sets_within_the_budget():
     assert slow["over_budget"] and not slow["adopt"]
     untried = recipe_doc.lever_decision(results, "msd", datasets)
     assert untried["untried"] == ["goemotions"] and not untried["adopt"]
+    # a run on one set only cannot meet a rule that names both
+    xed_only = [r for r in results if r["dataset"] == "xed-en"]
+    assert not recipe_doc.lever_decision(xed_only, "mean")["adopt"]
+    assert "No variant met the rule" in recipe_doc.render_levers(
+        xed_only, ["baseline", "mean"], ["xed-en"], {"date": "", "versions": {}, "cpu": "", "cpu_family": 0,
+                                                     "cpu_model": 0, "cores": 2}, "cmd")
     text = recipe_doc.render_levers(results, ["baseline", "mean", "intermediate", "msd"], datasets,
                                     {"date": "today", "versions": {}, "cpu": "a CPU", "cpu_family": 25, "cpu_model": 17,
                                      "cores": 2},
