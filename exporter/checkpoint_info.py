@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from mlbert.errors import ModelFileError, UsageError
-from mlbert.modelfile import CHECKPOINT_CONFIG_FILE, PROBLEM_TYPE, CheckpointConfig
+from mlbert.modelfile import CHECKPOINT_CONFIG_FILE, MLB_CLASSIFIER_TYPE, PROBLEM_TYPE, CheckpointConfig
 from mlbert.preprocess import Preprocessing
 
 # Hugging Face checkpoints without mlb.json: the longest input mlb will assume.
@@ -32,6 +32,18 @@ class CheckpointInfo:
     hf_config: Dict[str, Any]
     weights: List[str]
     max_positions: Optional[int]
+
+    @property
+    def encoder_config(self) -> Dict[str, Any]:
+        """The encoder's configuration: config.json itself, or its ``encoder`` for mlb's own classifier."""
+        return encoder_config(self.hf_config)
+
+
+def encoder_config(hf: Dict[str, Any]) -> Dict[str, Any]:
+    """config.json's encoder part (``mlb-classifier`` models nest the encoder's configuration under ``encoder``)."""
+    if hf.get("model_type") == MLB_CLASSIFIER_TYPE and isinstance(hf.get("encoder"), dict):
+        return hf["encoder"]
+    return hf
 
 
 def _read_json(path: str) -> Dict[str, Any]:
@@ -64,13 +76,14 @@ def inspect_checkpoint(folder: str, max_length: Optional[int] = None) -> Checkpo
         )
     ordered = _ordered_labels(hf, config_path)
     num_labels = len(ordered) or int(hf.get("num_labels", 0) or 0)
-    max_positions = hf.get("max_position_embeddings")
+    max_positions = encoder_config(hf).get("max_position_embeddings")
     max_positions = int(max_positions) if isinstance(max_positions, int) and max_positions > 0 else None
     has_mlb = os.path.exists(os.path.join(folder, CHECKPOINT_CONFIG_FILE))
     if has_mlb:
         config = _mlb_config(folder, num_labels)
     else:
         config = _derived_config(folder, config_path, ordered, max_positions)
+    _set_label_segment(config, hf, folder)
     _set_max_length(config, folder, max_length, max_positions)
     return CheckpointInfo(folder=folder, config=config, has_mlb_json=has_mlb, hf_config=hf, weights=weights,
                           max_positions=max_positions)
@@ -141,6 +154,16 @@ def _derived_config(folder: str, config_path: str, ordered: List[str], max_posit
         threshold_objective="none",
         provenance={"derived_from": "config.json (no mlb.json): labels from id2label, thresholds 0.5"},
     )
+
+
+def _set_label_segment(config: CheckpointConfig, hf: Dict[str, Any], folder: str) -> None:
+    """The label segment (``--label-input``) is the model's: config.json's, which mlb.json must not contradict."""
+    segment = hf.get("label_segment") if hf.get("model_type") == MLB_CLASSIFIER_TYPE else None
+    if config.label_segment is not None and config.label_segment != segment:
+        raise ModelFileError(f"{folder}: {CHECKPOINT_CONFIG_FILE}'s label_segment differs from config.json's")
+    config.label_segment = segment
+    if config.head is None and hf.get("model_type") == MLB_CLASSIFIER_TYPE:
+        config.head = {"pooling": hf.get("pooling")}
 
 
 def _set_max_length(config: CheckpointConfig, folder: str, max_length: Optional[int],

@@ -129,7 +129,7 @@ def _export(info: CheckpointInfo, output: str, tmp_out: str, scheme: Optional[_q
         _save_with_header(fp32_path, fp32_target, header)
         reports = [_verify_fp32(fp32_target, sample, config, limits, info.folder, say)]
         if not plain:
-            steps = _Steps(optimize=optimize, scheme=scheme, hf_config=info.hf_config)
+            steps = _Steps(optimize=optimize, scheme=scheme, hf_config=info.encoder_config)
             header, step_reports = _optimized_file(fp32_dir, work, tmp_out, output, steps, headers, sample, limits,
                                                    force, say)
             reports.extend(step_reports)
@@ -241,17 +241,27 @@ def _check_size(model: Any, folder: str) -> int:
 
 
 def _onnx_export(model: Any, folder: str, out_dir: str, opset: Optional[int]) -> str:
-    """optimum's exporter from the loaded model (dynamic batch/sequence axes are its default)."""
-    from optimum.exporters.onnx import onnx_export_from_model
+    """optimum's exporter from the loaded model (dynamic batch/sequence axes are its default).
+
+    mlb's own classifier (mean pooling, label tokens) goes through optimum's ``export`` with
+    the encoder's ONNX config (``exporter.onnx_config``); every other model through
+    ``onnx_export_from_model``.
+    """
+    from mlbert.exporter.onnx_config import export_mlb_classifier, is_mlb_classifier
 
     with library_step(f"{folder}: optimum's ONNX export"), warnings.catch_warnings():
         # The tracer's notes about constants in attention-mask code are expected for
         # BERT-like encoders; the verification step is what tells a real problem.
         warnings.simplefilter("ignore")
-        onnx_export_from_model(
-            model, output=out_dir, task=TASK, opset=opset, do_validation=False, device="cpu",
-            no_dynamic_axes=False,
-        )
+        if is_mlb_classifier(model):
+            export_mlb_classifier(model, out_dir, opset, TASK)
+        else:
+            from optimum.exporters.onnx import onnx_export_from_model
+
+            onnx_export_from_model(
+                model, output=out_dir, task=TASK, opset=opset, do_validation=False, device="cpu",
+                no_dynamic_axes=False,
+            )
     path = os.path.join(out_dir, "model.onnx")
     if not os.path.exists(path):
         raise MlbError(f"{folder}: optimum's ONNX export wrote no model.onnx")

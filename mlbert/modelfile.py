@@ -28,11 +28,19 @@ from mlbert.errors import ModelFileError
 from mlbert.preprocess import Preprocessing
 
 FORMAT_NAME = "mlb"
-FORMAT_VERSION = 1
+# The newest format version this mlb reads. Files are written at the lowest version that
+# describes them: 1, or 2 for a header with a ``label_segment`` (a version-1 reader would
+# feed the text alone to a model that expects the label names before it).
+FORMAT_VERSION = 2
+BASE_VERSION = 1
+LABEL_SEGMENT_VERSION = 2
 METADATA_KEY = "mlb"
 CHECKPOINT_CONFIG_FILE = "mlb.json"
 PROBLEM_TYPE = "multi_label_classification"
 ACTIVATION = "sigmoid"
+# config.json's model_type of mlb's own classifier (mean pooling, label-token head;
+# trainer/encoder_classifier.py), which plain transformers refuses to load.
+MLB_CLASSIFIER_TYPE = "mlb-classifier"
 
 
 def sha256_text(text: str) -> str:
@@ -96,11 +104,16 @@ class CheckpointConfig:
     threshold_objective: str = "none"
     # Anything worth keeping about how the model was made: command, versions, base model.
     provenance: Dict[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = BASE_VERSION
+    # How the head reads the encoder ({"pooling": "cls"|"mean"|"label-tokens", ...}); informative.
+    head: Optional[Dict[str, Any]] = None
+    # --label-input: the label names segment every text is paired with (config.json holds it too).
+    label_segment: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.thresholds = [float(t) for t in self.thresholds]
         _check_labels_and_thresholds(self.label_names, self.thresholds, CHECKPOINT_CONFIG_FILE)
+        _check_label_segment(self.label_segment, CHECKPOINT_CONFIG_FILE)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -112,6 +125,8 @@ class CheckpointConfig:
             "threshold_objective": self.threshold_objective,
             "preprocessing": self.preprocessing.to_dict(),
             "max_length": self.max_length,
+            **({"head": dict(self.head)} if self.head is not None else {}),
+            **({"label_segment": self.label_segment} if self.label_segment is not None else {}),
             "provenance": self.provenance,
         }
 
@@ -136,6 +151,8 @@ class CheckpointConfig:
                 threshold_objective=str(data.get("threshold_objective", "none")),
                 provenance=dict(data.get("provenance", {})),
                 format_version=int(data["format_version"]),
+                head=_optional_dict(data.get("head"), "head", where),
+                label_segment=data.get("label_segment"),
             )
         except (KeyError, TypeError) as exc:
             raise ModelFileError(f"{where}: missing or malformed field {exc}") from None
@@ -162,6 +179,19 @@ def _check_version(version: Any, where: str) -> None:
         )
     if version < 1:
         raise ModelFileError(f"{where}: invalid mlb format version {version}")
+
+
+def _check_label_segment(segment: Any, where: str) -> None:
+    if segment is not None and (not isinstance(segment, str) or not segment.strip()):
+        raise ModelFileError(f"{where}: label_segment must be a non-empty text")
+
+
+def _optional_dict(value: Any, name: str, where: str) -> Optional[Dict[str, Any]]:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ModelFileError(f"{where}: {name} must be an object")
+    return dict(value)
 
 
 def _positive_int(value: Any, name: str, where: str) -> int:
@@ -228,12 +258,21 @@ class ModelHeader:
     provenance: Dict[str, Any] = field(default_factory=dict)
     problem_type: str = PROBLEM_TYPE
     activation: str = ACTIVATION
-    format_version: int = FORMAT_VERSION
+    format_version: int = BASE_VERSION
     validation_shares: Optional[ValidationShares] = None
+    # Each text is encoded as the pair (label_segment, text), only the text truncated, token
+    # types as the tokenizer's pair template says (--label-input). Makes the file version 2.
+    label_segment: Optional[str] = None
+    # How the graph's head reads the encoder ({"pooling": "cls"|"mean"|"label-tokens", ...});
+    # informative: the pooling is inside the graph.
+    head: Optional[Dict[str, Any]] = None
 
     def __post_init__(self) -> None:
         self.thresholds = [float(t) for t in self.thresholds]
         _check_labels_and_thresholds(self.label_names, self.thresholds, "model header")
+        _check_label_segment(self.label_segment, "model header")
+        if self.label_segment is not None:
+            self.format_version = max(self.format_version, LABEL_SEGMENT_VERSION)
         if self.validation_shares is not None and len(self.validation_shares.predicted) != len(self.label_names):
             raise ModelFileError("model header: validation_shares must hold one share per label")
         if self.problem_type != PROBLEM_TYPE or self.activation != ACTIVATION:
@@ -260,6 +299,8 @@ class ModelHeader:
             threshold_objective=config.threshold_objective,
             tokenizer_json=tokenizer_json,
             input_names=list(input_names),
+            label_segment=config.label_segment,
+            head=dict(config.head) if config.head is not None else None,
             **extra,
         )
 
@@ -280,6 +321,8 @@ class ModelHeader:
             "tokenizer": {"format": "huggingface-tokenizers-json", "sha256": self.tokenizer_sha256, "json": self.tokenizer_json},
             "provenance": self.provenance,
             **({"validation_shares": self.validation_shares.to_dict()} if self.validation_shares else {}),
+            **({"label_segment": self.label_segment} if self.label_segment is not None else {}),
+            **({"head": dict(self.head)} if self.head is not None else {}),
         }
 
     def to_metadata(self) -> Dict[str, str]:
@@ -321,6 +364,8 @@ class ModelHeader:
                 format_version=int(data["format_version"]),
                 validation_shares=(None if data.get("validation_shares") is None else ValidationShares.from_dict(
                     data["validation_shares"], len(data["label_names"]), where)),
+                label_segment=data.get("label_segment"),
+                head=_optional_dict(data.get("head"), "head", where),
             )
         except ModelFileError as exc:
             if str(exc).startswith(where):

@@ -81,6 +81,37 @@ def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
 @click.option("--pooler", type=click.Choice(["reinit", "keep"]), default="reinit", show_default=True,
               help="BERT-style pooler under a new head: re-initialise it (the default model's was never trained), "
                    "or keep the base model's.")
+@click.option("--pooling", type=click.Choice(["cls", "mean"]), default="cls", show_default=True,
+              help="How the head reads the encoder. cls: the architecture's own head ([CLS] through BERT's pooler). "
+                   "mean: the attention-mask-weighted mean of the last hidden states (how all-MiniLM-L6-v2 was "
+                   "trained), mlb's own model class.")
+@click.option("--label-input", is_flag=True,
+              help="Put the label names before the text (a first segment) and score each label from its own tokens "
+                   "(SpanEmo); longer inputs cost inference speed (docs/RECIPE.md).")
+@click.option("--label-token", type=click.Choice(["first", "mean"]), default="first", show_default=True,
+              help="--label-input: read a label from its first sub-token or from the mean of its sub-tokens.")
+@click.option("--head-dropout-samples", type=int, default=1, show_default=True, metavar="K",
+              help="Multi-sample dropout: K dropout masks on the head, their losses averaged (training only; 1: off).")
+@click.option("--average-checkpoints", type=int, default=1, show_default=True, metavar="K",
+              help="Average the weights of the best K validation checkpoints; kept only if it scores at least the "
+                   "best checkpoint on validation (1: off; evaluate often enough with --eval-steps).")
+@click.option("--soup", multiple=True, metavar="RUN",
+              help="Instead of training, average the weights of these finished runs (one recipe and base, e.g. two "
+                   "seeds; repeat the option) and tune thresholds on the data options' validation split.")
+@click.option("--intermediate-train", metavar="FILE",
+              help="Fine-tune on this labelled file first (its own labels), then on the target data with a new head, "
+                   "the encoder carried over (OUTPUT/intermediate holds the first model).")
+@click.option("--intermediate-dataset", metavar="NAME|PATH", help="The intermediate data as a hub dataset or "
+                                                                     "save_to_disk folder (instead of --intermediate-train).")
+@click.option("--intermediate-dataset-config", metavar="CONFIG", help="Hub configuration of --intermediate-dataset.")
+@click.option("--intermediate-validation", metavar="FILE",
+              help="Validation file of the intermediate data (default: hold out --validation-fraction of it).")
+@labelled_data_options("the intermediate data", prefix="intermediate")
+@click.option("--intermediate-limit-train", type=int, metavar="N", help="Use a seeded sample of N intermediate rows.")
+@click.option("--intermediate-epochs", type=float, default=1.0, show_default=True,
+              help="Most epochs of the intermediate stage (early stopping applies as for the target).")
+@click.option("--intermediate-max-steps", type=int, metavar="N", help="Steps of the intermediate stage (overrides "
+                                                                       "--intermediate-epochs).")
 @click.option("--emoji", type=click.Choice(EMOJI_MODES), default="words", show_default=True,
               help="Emoji: spell out as words (the vocabulary maps them to [UNK]), keep, or remove.")
 @click.option("--mentions", type=click.Choice(MENTION_MODES), default="token", show_default=True,
@@ -117,16 +148,37 @@ def cli(**kwargs: Any) -> None:
     from mlbert.trainer.train import TrainOptions, train
 
     pre = Preprocessing(emoji=kwargs.pop("emoji"), mentions=kwargs.pop("mentions"), urls=kwargs.pop("urls"))
+    intermediate = intermediate_data({name: kwargs.pop(name) for name in list(kwargs)
+                                      if name.startswith("intermediate_")})
+    soup = list(kwargs.pop("soup")) or None
     # Every other option is a TrainOptions field of the same name, but for these four.
     fields = {OPTION_FIELDS.get(name, name): value for name, value in kwargs.items()}
     opts = TrainOptions(
         **fields,
         preprocessing=pre,
+        intermediate=intermediate,
+        soup=soup,
         command=["mlb-train"] + command_argv(),
     )
     metrics = train(opts, log=lambda line: click.echo(line, err=True))
     if metrics:  # {} on the other processes of a torchrun: one table, from the main process
         click.echo(summary_table(metrics))
+
+
+def intermediate_data(values: Dict[str, Any]) -> Optional[Any]:
+    """``--intermediate-*`` as ``IntermediateData`` (None without intermediate data; its options alone are refused)."""
+    from mlbert.trainer.train_options import IntermediateData
+
+    fields = {OPTION_FIELDS.get(name[len("intermediate_"):], name[len("intermediate_"):]): value
+              for name, value in values.items()}
+    if not fields.get("train") and not fields.get("dataset"):
+        defaults = IntermediateData()
+        given = [name for name, value in fields.items() if value is not None and value != getattr(defaults, name)]
+        if given:
+            raise click.UsageError(f"--intermediate-{given[0].replace('_', '-')} needs --intermediate-train FILE "
+                                   "or --intermediate-dataset NAME")
+        return None
+    return IntermediateData(**fields)
 
 
 def main(args: Optional[List[str]] = None, prog_name: str = "mlb-train") -> None:

@@ -25,7 +25,7 @@ from mlbert.errors import InputError, ModelFileError, UsageError, first_line
 from mlbert.preprocess import Preprocessing
 
 from mlbert.runtime.providers import default_token_budget
-from mlbert.trainer.torch_checkpoint import checkpoint_probabilities, load_checkpoint
+from mlbert.trainer.torch_checkpoint import checkpoint_probabilities, load_checkpoint, register_mlb_models
 from mlbert.trainer.metrics import multilabel_metrics
 from mlbert.trainer.report.metric_sets import MAIN_METRICS
 
@@ -111,6 +111,7 @@ def _load_checkpoint(path: str, *, device: str, threads: Optional[int], token_bu
     except ImportError:
         raise UsageError("scoring a checkpoint folder needs the training extra: pip install 'mlbert[train]'") from None
 
+    register_mlb_models()
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except Exception as exc:

@@ -17,6 +17,8 @@ import numpy as np
 from mlbert.errors import ModelFileError, UsageError, first_line
 from mlbert.modelfile import portable_path
 
+from mlbert.trainer.head_loading import HeadSpec, load_mlb_classifier
+
 
 def default_base_model() -> str:
     """The packaged all-MiniLM-L6-v2 folder (22M parameters; no classifier head yet)."""
@@ -113,11 +115,14 @@ def init_head_bias(model: Any, labels: np.ndarray, weights: Optional[np.ndarray]
     """Set the classifier's output bias to ``prior_logits``; False when no output layer was found."""
     import torch
 
-    layer = classifier_output_layer(model, labels.shape[1])
-    if layer is None:
-        return False
+    bias = getattr(model, "output_bias", None)  # mlb's own heads name it
+    if bias is None:
+        layer = classifier_output_layer(model, labels.shape[1])
+        if layer is None:
+            return False
+        bias = layer.bias
     with torch.no_grad():
-        layer.bias.copy_(torch.from_numpy(prior_logits(labels, weights)).to(layer.bias.dtype))
+        bias.copy_(torch.from_numpy(prior_logits(labels, weights)).to(bias.dtype))
     return True
 
 
@@ -137,16 +142,29 @@ def start_new_head(
         log("Warning: no classifier output layer found; --head-bias-init prior skipped")
 
 
-def load_model_and_tokenizer(base: str, label_names: List[str]) -> Tuple[Any, Any, bool]:
+def load_model_and_tokenizer(base: str, label_names: List[str], head: Optional[HeadSpec] = None,
+                             max_length: int = 128) -> Tuple[Any, Any, bool]:
     """The base model with a ``len(label_names)``-output multi-label head, its fast tokenizer, and
-    whether that head is new (its output layer was missing from, or a different size in, ``base``)."""
+    whether that head is new (its output layer was missing from, or a different size in, ``base``).
+
+    ``head`` (default: the architecture's own) chooses the head; mlb's own heads carry the
+    base's encoder over whatever the base is (an encoder, a classifier, an mlb model), and
+    keep the base's head only when it is the same head for the same labels.
+    """
     import transformers
 
+    from mlbert.trainer.torch_checkpoint import register_mlb_models
+
+    head = head or HeadSpec()
     if not os.path.isdir(base) and os.path.exists(base):
         raise ModelFileError(f"{base}: the base model must be a folder or a hub model name, not a file")
+    register_mlb_models()
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected here
     try:
+        if head.mlb_pooling is not None:
+            tokenizer, model, new_head = load_mlb_classifier(base, label_names, head, max_length)
+            return model, tokenizer, new_head
         tokenizer, model, loading = _from_pretrained(base, label_names)
     except OSError as exc:
         raise ModelFileError(f"{base}: cannot load the base model ({first_line(exc)})") from None
@@ -160,8 +178,14 @@ def load_model_and_tokenizer(base: str, label_names: List[str]) -> Tuple[Any, An
 
 
 def _from_pretrained(base: str, label_names: List[str]) -> Tuple[Any, Any, dict]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    from mlbert.modelfile import MLB_CLASSIFIER_TYPE
+
+    if getattr(AutoConfig.from_pretrained(base, trust_remote_code=False), "model_type", None) == MLB_CLASSIFIER_TYPE:
+        raise UsageError(f"{base} is an mlb model with its own head (mean pooling or label tokens); continue from it "
+                         "with the same --pooling mean or --label-input (the encoder carries over, the head is new "
+                         "for other labels)")
     tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
     model, loading = AutoModelForSequenceClassification.from_pretrained(
         base,

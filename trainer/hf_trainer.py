@@ -19,6 +19,8 @@ import numpy as np
 
 from mlbert.errors import UsageError
 
+from mlbert.trainer import checkpoint_soup, head_dropout
+from mlbert.trainer.head_dropout import mean_sample_loss
 from mlbert.trainer.layer_lr import layerwise_parameter_groups
 from mlbert.trainer.losses import LossSettings, multilabel_loss
 from mlbert.trainer.metrics import SUMMARY_KEYS, multilabel_metrics
@@ -164,6 +166,8 @@ def multilabel_trainer_class():
         loss_settings: LossSettings = LossSettings()
         layer_lr_decay: float = 1.0
 
+        dropout_samples: int = 1
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
             outputs = model(**inputs)
@@ -171,7 +175,12 @@ def multilabel_trainer_class():
             weight = None
             if self.pos_weight is not None:
                 weight = self.pos_weight.to(device=logits.device, dtype=torch.float32)
-            loss = multilabel_loss(logits, labels, self.loss_settings, pos_weight=weight)
+
+            def loss_of(part, target):
+                return multilabel_loss(part, target, self.loss_settings, pos_weight=weight)
+
+            # Multi-sample dropout (training only) scores K copies of the batch: the mean of their losses.
+            loss = mean_sample_loss(logits, labels, self.dropout_samples, loss_of)
             return (loss, outputs) if return_outputs else loss
 
         def create_optimizer(self):
@@ -290,14 +299,21 @@ def device_settings(device: str) -> Dict[str, Any]:
     return settings
 
 
-def tokenized_dataset(tokenizer: Any, texts: Sequence[str], labels: np.ndarray, max_length: int) -> List[Dict[str, Any]]:
+def tokenized_dataset(tokenizer: Any, texts: Sequence[str], labels: np.ndarray, max_length: int,
+                      label_segment: Optional[str] = None) -> List[Dict[str, Any]]:
     """One feature dict per row: token ids without padding (the collator pads each batch) and float labels.
 
     A plain list serves the Trainer as well as a ``datasets.Dataset`` did (its length
     grouping reads each row's ``input_ids``; the same rows in the same order give the same
     batches), and training on files then needs no ``datasets``: only hub datasets do.
+    With ``label_segment`` (``--label-input``) each row is the pair (label names, text).
     """
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+    if label_segment:
+        from mlbert.trainer.label_input import encode_pairs
+
+        enc = encode_pairs(tokenizer, texts, label_segment, max_length)
+    else:
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     names = list(enc.keys())
     columns = [enc[name] for name in names]
     rows = labels.astype(np.float32).tolist()
@@ -314,7 +330,8 @@ def training_arguments(opts: TrainOptions, schedule: Dict[str, int], device: Dic
         eval_steps=schedule["eval_steps"],
         save_strategy="steps",
         save_steps=schedule["eval_steps"],
-        save_total_limit=2,
+        # --average-checkpoints K keeps the best K itself (checkpoint_soup.keep_best_callback).
+        save_total_limit=None if opts.average_checkpoints > 1 else 2,
         load_best_model_at_end=True,
         metric_for_best_model=metric,
         greater_is_better=metric != "loss",
@@ -353,12 +370,15 @@ def build_trainer(
     loss: LossSettings = LossSettings(),
     layer_lr_decay: float = 1.0,
     ema_decay: float = 0.0,
+    head_dropout_samples: int = 1,
+    average_checkpoints: int = 1,
 ):
     """The ``MultiLabelTrainer`` on the tokenised train and validation splits, with its callbacks.
 
-    ``loss``, ``layer_lr_decay`` and ``ema_decay`` (0: no averaging) are the recipe options
-    of ``TrainOptions`` of the same names.
+    ``loss``, ``layer_lr_decay``, ``ema_decay`` (0: no averaging), ``head_dropout_samples``
+    and ``average_checkpoints`` are the recipe options of ``TrainOptions`` of the same names.
     """
+    head_dropout.install(model, head_dropout_samples)
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
     from transformers.trainer_callback import PrinterCallback
@@ -384,6 +404,10 @@ def build_trainer(
         trainer.pos_weight = torch.tensor(weights)
     trainer.loss_settings = loss
     trainer.layer_lr_decay = layer_lr_decay
+    trainer.dropout_samples = head_dropout_samples
+    if average_checkpoints > 1:
+        trainer.add_callback(checkpoint_soup.keep_best_callback(
+            average_checkpoints, args.metric_for_best_model, args.greater_is_better))
     if ema_decay > 0:
         trainer.weight_average = WeightAverage(ema_decay)
         trainer.add_callback(weight_average_callback(trainer))

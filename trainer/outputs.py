@@ -120,6 +120,7 @@ def write_outputs(
     """Write the whole output folder; ``metrics["training"]`` gains ``total_seconds`` (since ``started``)."""
     out = opts.output
     _save_checkpoint(out, model, tokenizer, opts.max_length)
+    segment = getattr(model.config, "label_segment", None)
     CheckpointConfig(
         label_names=list(metrics["label_names"]),
         thresholds=list(metrics["thresholds"]),
@@ -127,8 +128,11 @@ def write_outputs(
         max_length=opts.max_length,
         threshold_objective=opts.threshold_objective,
         provenance=provenance(opts, base, splits, metrics),
+        head=opts.head.describe(segment),
+        label_segment=segment,
     ).save(out)
 
+    metrics["training"].update(opts.extra_record)
     metrics["training"]["total_seconds"] = round(time.time() - started, 1)
     write_json(os.path.join(out, "metrics.json"), metrics)
     write_json(os.path.join(out, "history.json"), history)
@@ -158,6 +162,7 @@ def provenance(opts: TrainOptions, base: str, splits: Dict[str, LabelledData], m
         },
         "dataset": {"name": opts.dataset, "config": opts.dataset_config} if opts.dataset else None,
         "seed": opts.seed,
+        **opts.extra_record,
         "versions": _versions(),
         "training": {
             "epochs": opts.epochs,
@@ -176,6 +181,11 @@ def provenance(opts: TrainOptions, base: str, splits: Dict[str, LabelledData], m
             "ema_decay": opts.ema_decay,
             "head_bias_init": opts.head_bias_init,
             "pooler": opts.pooler,
+            "pooling": opts.pooling,
+            "label_input": opts.label_input,
+            "label_token": opts.label_token if opts.label_input else None,
+            "head_dropout_samples": opts.head_dropout_samples,
+            "average_checkpoints": opts.average_checkpoints,
             "metric_for_best": opts.metric_for_best,
             "early_stopping_patience": opts.early_stopping_patience,
             "global_step": metrics["training"]["global_step"],

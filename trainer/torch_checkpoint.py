@@ -22,10 +22,19 @@ from mlbert.runtime.providers import CPU_PROVIDER
 DEFAULT_TOKEN_BUDGET = CPU_PROVIDER.token_budget
 
 
+def register_mlb_models() -> None:
+    """Let transformers' Auto classes load mlb's own classifier (``model_type`` ``mlb-classifier``:
+    mean pooling, label-token head) in this process; mlbert's code, never ``trust_remote_code``."""
+    from mlbert.trainer.encoder_classifier import register
+
+    register()
+
+
 def load_checkpoint(path: str, *, local_files_only: bool = False, require_fast: bool = True) -> Tuple[Any, Any]:
     """(model, tokenizer) of a sequence-classification checkpoint folder or hub name, in eval mode."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    register_mlb_models()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             path, use_safetensors=True, trust_remote_code=False, local_files_only=local_files_only
@@ -68,7 +77,13 @@ def checkpoint_probabilities(model: Any, tokenizer: Any, texts: Sequence[str], m
     if not texts:
         return out
     device = device or next(model.parameters()).device
-    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
+    segment = getattr(model.config, "label_segment", None)
+    if segment:  # --label-input: (label names, text) pairs, as mlb-train encoded them
+        from mlbert.trainer.label_input import encode_pairs
+
+        encoded = encode_pairs(tokenizer, texts, segment, max_length)
+    else:
+        encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
     lengths = np.array([len(x) for x in encoded["input_ids"]], dtype=np.int64)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     pad_values = {"input_ids": tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}

@@ -16,23 +16,26 @@ What this adds to the classic recipe (pad to 128, batch 8, threshold 0.5):
 * bf16 (or fp16) on CUDA, a fixed seed, ``--resume``;
 * optional positive-class weighting in the BCE loss for rare labels;
 * thresholds tuned on validation for several objectives, all reported, one saved;
-* the preprocessing that the runtime repeats, saved in ``mlb.json``.
+* the preprocessing that the runtime repeats, saved in ``mlb.json``;
+* the levers of the second recipe study (docs/RECIPE.md), each an option: mlb's own heads
+  (``--pooling mean``, ``--label-input``: ``head_loading``), multi-sample dropout
+  (``head_dropout``), an average of the best checkpoints (``checkpoint_soup``), an
+  intermediate task first (``intermediate``) and an average of finished runs (``run_soup``).
 """
 
 from __future__ import annotations
 
 import os
-import random
 import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from mlbert.errors import InputError, MlbError, UsageError
+from mlbert.errors import MlbError
 
-from mlbert.trainer.data import LabelledData, hold_out, labels_without_positives, read_label_names_file, read_labelled_file
-from mlbert.trainer.hub_data import read_dataset_splits
+from mlbert.trainer.checkpoint_soup import average_checkpoints
+from mlbert.trainer.data import LabelledData
 from mlbert.trainer.head import default_base_model, load_model_and_tokenizer, start_new_head
 from mlbert.trainer.hf_trainer import (
     EvaluationProbabilities,
@@ -43,19 +46,37 @@ from mlbert.trainer.hf_trainer import (
     is_main_process,
     pos_weights,
     sigmoid,
-    tokenized_dataset,
     training_arguments,
     world_size,
 )
-from mlbert.trainer.metrics import multilabel_metrics
 from mlbert.trainer.outputs import checkpoint_step, prepare_output, write_outputs
-from mlbert.trainer.thresholds import OBJECTIVES, tune_thresholds
+from mlbert.trainer.splits import (  # noqa: F401 - load_splits and friends were importable from here
+    check_splits,
+    load_splits,
+    score_at_tuned_thresholds,
+    tokenize_splits,
+)
 from mlbert.trainer.train_options import TrainOptions
 
 Log = Callable[[str], None]
 
 
 def train(opts: TrainOptions, log: Log = print) -> Dict[str, Any]:
+    """Run mlb-train: one training, or an intermediate task then the target (``--intermediate-*``), or an
+    average of finished runs (``--soup``); writes the output folder and returns its metrics.json."""
+    opts.check()
+    if opts.soup is not None:
+        from mlbert.trainer.run_soup import soup_runs
+
+        return soup_runs(opts, log)
+    if opts.intermediate is not None:
+        from mlbert.trainer.intermediate import train_in_two_stages
+
+        return train_in_two_stages(opts, log, train_stage)
+    return train_stage(opts, log)
+
+
+def train_stage(opts: TrainOptions, log: Log = print) -> Dict[str, Any]:
     """Run one training and write the output folder; returns the metrics written to metrics.json.
 
     Under ``torchrun --nproc_per_node N`` (or ``accelerate launch``) every process trains
@@ -77,112 +98,63 @@ def train(opts: TrainOptions, log: Log = print) -> Dict[str, Any]:
     from transformers import set_seed
 
     set_seed(opts.seed)
-    device = device_settings(opts.device)
-    model, tokenizer, new_head = load_model_and_tokenizer(base, splits["train"].label_names)
-    datasets = tokenize_splits(tokenizer, splits, opts)
-
-    schedule = eval_schedule(len(splits["train"]), opts, processes)
-    metric = best_checkpoint_metric(opts.metric_for_best)
-    evaluations = EvaluationProbabilities()
-    weights = pos_weights(splits["train"].labels, opts.pos_weight)
-    trainer = build_trainer(
-        training_arguments(opts, schedule, device, metric), model, tokenizer, datasets, evaluations,
-        early_stopping_patience=opts.early_stopping_patience, weights=weights, log=log,
-        loss=opts.loss_settings, layer_lr_decay=opts.layer_lr_decay, ema_decay=opts.ema_decay,
-    )
-    # After the Trainer (which re-seeds) and only for a new head; on --resume the
-    # checkpoint's weights replace these anyway.
-    if new_head:
-        start_new_head(model, splits["train"].labels, weights, pooler=opts.pooler,
-                       head_bias_init=opts.head_bias_init, log=log)
-
-    log(_training_line(base, device, processes, schedule, resume_from))
-    train_output, train_seconds = fit(trainer, resume_from)
-    val_probs, test_probs = predict_splits(trainer, evaluations, datasets, splits, processes, log)
-    if not trainer.is_world_process_zero():
+    run = _RunSetup(opts, splits, base, processes, log)
+    log(_training_line(base, run.device, processes, run.schedule, resume_from))
+    train_output, train_seconds = fit(run.trainer, resume_from)
+    average, soup_probs = _average_checkpoints(opts, run, log)
+    val_probs, test_probs = predict_splits(run.trainer, run.evaluations, run.datasets, splits, processes, log,
+                                           validation=soup_probs)
+    if not run.trainer.is_world_process_zero():
         # No collective follows: the main process tunes and writes alone, and a failure
         # there cannot leave this process waiting at a barrier.
         return {}
 
     metrics = score_at_tuned_thresholds(splits, val_probs, test_probs, opts.threshold_objective)
     metrics["training"] = training_summary(
-        opts, splits, trainer.state, train_output, train_seconds,
-        metric=metric, device=device, processes=processes, missing=missing,
+        opts, splits, run.trainer.state, train_output, train_seconds,
+        metric=run.metric, device=run.device, processes=processes, missing=missing,
     )
-    write_outputs(opts, trainer.model, tokenizer, base, splits, metrics, trainer.state.log_history, val_probs,
-                  test_probs, started)
+    if average is not None:
+        metrics["training"]["checkpoint_average"] = average
+    write_outputs(opts, run.trainer.model, run.tokenizer, base, splits, metrics, run.trainer.state.log_history,
+                  val_probs, test_probs, started)
     log(f"Wrote {opts.output} (thresholds tuned for {opts.threshold_objective}).")
     return metrics
 
 
-# --------------------------------------------------------------------------- data
+class _RunSetup:
+    """The model, tokenised splits and Trainer of one training, built in mlb-train's order."""
+
+    def __init__(self, opts: TrainOptions, splits: Dict[str, LabelledData], base: str, processes: int,
+                 log: Log) -> None:
+        self.device = device_settings(opts.device)
+        self.model, self.tokenizer, new_head = load_model_and_tokenizer(base, splits["train"].label_names, opts.head,
+                                                                        opts.max_length)
+        self.datasets = tokenize_splits(self.tokenizer, splits, opts, getattr(self.model.config, "label_segment", None))
+        self.schedule = eval_schedule(len(splits["train"]), opts, processes)
+        self.metric = best_checkpoint_metric(opts.metric_for_best)
+        self.evaluations = EvaluationProbabilities()
+        weights = pos_weights(splits["train"].labels, opts.pos_weight)
+        self.trainer = build_trainer(
+            training_arguments(opts, self.schedule, self.device, self.metric), self.model, self.tokenizer,
+            self.datasets, self.evaluations, early_stopping_patience=opts.early_stopping_patience, weights=weights,
+            log=log, loss=opts.loss_settings, layer_lr_decay=opts.layer_lr_decay, ema_decay=opts.ema_decay,
+            head_dropout_samples=opts.head_dropout_samples, average_checkpoints=opts.average_checkpoints,
+        )
+        # After the Trainer (which re-seeds) and only for a new head; on --resume the
+        # checkpoint's weights replace these anyway.
+        if new_head:
+            start_new_head(self.model, splits["train"].labels, weights, pooler=opts.pooler,
+                           head_bias_init=opts.head_bias_init, log=log)
 
 
-def load_splits(opts: TrainOptions, log: Callable[[str], None] = lambda s: None) -> Dict[str, LabelledData]:
-    """train/validation(/test) as ``LabelledData`` sharing one label list; validation held out if absent."""
-    names = read_label_names_file(opts.label_names_file) if opts.label_names_file else None
-    common = dict(
-        text_column=opts.text_column,
-        layout=opts.layout,
-        label_columns=opts.labels,
-        label_column=opts.label_column,
-        id_column=opts.id_column,
-        label_id_base=opts.label_id_base,
-    )
-    if opts.dataset:
-        splits = read_dataset_splits(opts.dataset, opts.dataset_config, label_names=names, **common)
-    else:
-        splits = {"train": read_labelled_file(opts.train, format=opts.format, header=opts.header, label_names=names, **common)}
-        names = splits["train"].label_names
-        for role in ("validation", "test"):
-            path = getattr(opts, role)
-            if path:
-                splits[role] = read_labelled_file(path, format=opts.format, header=opts.header, label_names=names, **common)
-    train = splits["train"]
-    if opts.limit_train is not None and opts.limit_train < len(train):
-        if opts.limit_train < 1:
-            raise UsageError(f"--limit-train must be at least 1, not {opts.limit_train}")
-        idx = sorted(random.Random(opts.seed).sample(range(len(train)), opts.limit_train))
-        train = train.subset(idx, f"{train.source} (seeded sample of {opts.limit_train} rows)")
-    if "validation" not in splits:
-        train, splits["validation"] = hold_out(train, opts.validation_fraction, opts.seed)
-        log(f"No validation split: held out {len(splits['validation'])} of the training rows (seed {opts.seed}).")
-    splits["train"] = train
-    if opts.limit_eval is not None:
-        if opts.limit_eval < 1:
-            raise UsageError(f"--limit-eval must be at least 1, not {opts.limit_eval}")
-        for role in ("validation", "test"):
-            if role in splits and len(splits[role]) > opts.limit_eval:
-                split = splits[role]
-                splits[role] = split.subset(range(opts.limit_eval), f"{split.source} (first {opts.limit_eval} rows)")
-    return splits
-
-
-def check_splits(splits: Dict[str, LabelledData], log: Log) -> List[str]:
-    """Refuse an empty split; warn about labels without a positive training example (returned)."""
-    train_data, val_data, test_data = splits["train"], splits["validation"], splits.get("test")
-    for role, split in splits.items():
-        if len(split) == 0:
-            raise InputError(f"the {role} split has no rows", split.source)
-    missing = labels_without_positives(train_data)
-    if missing:
-        log(f"Warning: no positive example in the training data for label(s): {', '.join(missing)}")
-    log(
-        f"Data: {len(train_data)} train, {len(val_data)} validation"
-        + (f", {len(test_data)} test" if test_data is not None else "")
-        + f" rows; {len(train_data.label_names)} labels"
-    )
-    return missing
-
-
-def tokenize_splits(tokenizer: Any, splits: Dict[str, LabelledData], opts: TrainOptions) -> Dict[str, Any]:
-    """train, validation (and test) preprocessed as ``mlb.json`` will say, then tokenised."""
-    pre = opts.preprocessing
-    return {
-        role: tokenized_dataset(tokenizer, pre.apply(splits[role].texts), splits[role].labels, opts.max_length)
-        for role in ("train", "validation", "test")
-        if role in splits
-    }
+def _average_checkpoints(opts: TrainOptions, run: _RunSetup, log: Log) -> Tuple[Optional[Dict[str, Any]],
+                                                                             Optional[np.ndarray]]:
+    """``--average-checkpoints K``: the soup's record and, when it is kept, its validation probabilities."""
+    if opts.average_checkpoints <= 1:
+        return None, None
+    return average_checkpoints(run.trainer, run.evaluations, run.datasets["validation"], opts.average_checkpoints,
+                               run.metric, log)
 
 
 # --------------------------------------------------------------------------- training and prediction
@@ -215,8 +187,10 @@ def predict_splits(
     splits: Dict[str, LabelledData],
     processes: int,
     log: Log,
+    validation: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Validation and test probabilities of the best checkpoint, in split order.
+    """Validation and test probabilities of the best checkpoint (or of the kept checkpoint average,
+    whose validation probabilities ``validation`` holds), in split order.
 
     Every process must take part in predict (it gathers across processes); the gathered
     arrays are the whole split, in order, on every process. The choice to reuse the best
@@ -231,8 +205,10 @@ def predict_splits(
 
     val_data, test_data = splits["validation"], splits.get("test")
     best_step = checkpoint_step(trainer.state.best_model_checkpoint)
-    val_probs = evaluations.of_step(best_step)
-    if val_probs is not None and val_probs.shape[0] == len(val_data):
+    val_probs = validation if validation is not None else evaluations.of_step(best_step)
+    if validation is not None:
+        log("Validation probabilities of the checkpoint average reused from its evaluation.")
+    elif val_probs is not None and val_probs.shape[0] == len(val_data):
         log(f"Validation probabilities of the best checkpoint (step {best_step}) reused from its evaluation.")
     else:
         val_probs = probabilities(datasets["validation"])
@@ -246,41 +222,7 @@ def predict_splits(
     return val_probs, test_probs
 
 
-# --------------------------------------------------------------------------- thresholds and metrics
-
-
-def score_at_tuned_thresholds(
-    splits: Dict[str, LabelledData], val_probs: np.ndarray, test_probs: Optional[np.ndarray], objective: str
-) -> Dict[str, Any]:
-    """Thresholds tuned on validation for every objective; validation/test metrics at 0.5 and at each.
-
-    ``objective``'s thresholds are the ones saved (``thresholds``, ``tuned``).
-    """
-    label_names = splits["train"].label_names
-    val_data, test_data = splits["validation"], splits.get("test")
-    thresholds_by_objective = {name: tune_thresholds(val_data.labels, val_probs, name) for name in OBJECTIVES}
-    chosen = thresholds_by_objective[objective]
-
-    def results(y: np.ndarray, probs: np.ndarray) -> Dict[str, Any]:
-        by_objective = {
-            name: multilabel_metrics(y, probs, t, label_names) for name, t in thresholds_by_objective.items()
-        }
-        return {
-            "at_0.5": multilabel_metrics(y, probs, 0.5, label_names),
-            "tuned": by_objective[objective],
-            "by_objective": by_objective,
-        }
-
-    metrics: Dict[str, Any] = {
-        "label_names": label_names,
-        "threshold_objective": objective,
-        "thresholds": [float(x) for x in chosen],
-        "thresholds_by_objective": {k: [float(x) for x in v] for k, v in thresholds_by_objective.items()},
-        "validation": results(val_data.labels, val_probs),
-    }
-    if test_data is not None and test_probs is not None:
-        metrics["test"] = results(test_data.labels, test_probs)
-    return metrics
+# --------------------------------------------------------------------------- the record
 
 
 def training_summary(

@@ -7,11 +7,12 @@ before any data is read, so a wrong option costs no loading time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from mlbert.errors import UsageError
 from mlbert.preprocess import Preprocessing
 
+from mlbert.trainer.head_loading import LABEL_TOKENS, POOLINGS, HeadSpec
 from mlbert.trainer.losses import LOSSES, LossSettings
 from mlbert.trainer.thresholds import OBJECTIVES
 
@@ -21,6 +22,41 @@ POS_WEIGHTS = ("none", "balanced", "sqrt")
 HEAD_BIAS_INITS = ("prior", "zero")
 POOLER_MODES = ("reinit", "keep")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+# The labelled-data fields an intermediate task has of its own (``--intermediate-*``).
+INTERMEDIATE_DATA_FIELDS = ("train", "validation", "dataset", "dataset_config", "format", "header", "text_column",
+                            "id_column", "layout", "labels", "label_column", "label_names_file", "label_id_base",
+                            "limit_train")
+
+
+@dataclass
+class IntermediateData:
+    """``--intermediate-*``: the data of a first fine-tuning stage and its length (``trainer/intermediate.py``).
+
+    The data fields mean what mlb-train's options of the same names mean; ``epochs`` and
+    ``max_steps`` are the first stage's (every other setting is the run's).
+    """
+
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    dataset: Optional[str] = None
+    dataset_config: Optional[str] = None
+    format: Optional[str] = None
+    header: Optional[bool] = None
+    text_column: Optional[str] = None
+    id_column: Optional[str] = None
+    layout: str = "auto"
+    labels: Optional[List[str]] = None
+    label_column: Optional[str] = None
+    label_names_file: Optional[str] = None
+    label_id_base: int = 0
+    limit_train: Optional[int] = None
+    epochs: float = 1.0
+    max_steps: Optional[int] = None
+
+    def data_fields(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in INTERMEDIATE_DATA_FIELDS}
 
 
 @dataclass
@@ -70,6 +106,18 @@ class TrainOptions:
     ema_decay: float = 0.0
     head_bias_init: str = "prior"
     pooler: str = "reinit"
+    # the levers of the second recipe study (docs/RECIPE.md): head_loading.py, head_dropout.py,
+    # checkpoint_soup.py, intermediate.py, run_soup.py
+    pooling: str = "cls"
+    label_input: bool = False
+    label_token: str = "first"
+    head_dropout_samples: int = 1
+    average_checkpoints: int = 1
+    intermediate: Optional[IntermediateData] = None
+    soup: Optional[List[str]] = None  # finished runs to average instead of training
+    # Facts a caller adds to mlb.json's provenance and metrics.json's training block (the
+    # intermediate stage's record, the averaged runs): ``{key: value}``.
+    extra_record: Dict[str, Any] = field(default_factory=dict)
     metric_for_best: str = "samples_jaccard"
     threshold_objective: str = "jaccard"
     preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(emoji="words", mentions="token", urls="token"))
@@ -82,7 +130,9 @@ class TrainOptions:
         if self.dataset and self.train:
             raise UsageError("use either --dataset or --train, not both")
         if not self.dataset and not self.train:
-            raise UsageError("no training data: pass --train FILE or --dataset NAME")
+            raise UsageError("no training data: pass --train FILE or --dataset NAME"
+                             + (" (--soup reads the data its runs were trained on, to tune thresholds)"
+                                if self.soup else ""))
         if self.dataset and (self.validation or self.test):
             raise UsageError("--validation/--test files cannot be combined with --dataset (its splits are used)")
         if self.dataset_config and not self.dataset:
@@ -125,6 +175,35 @@ class TrainOptions:
                 raise UsageError(f"{name} must be in [0, 1), not {value}")
         if not 0.0 < self.layer_lr_decay <= 1.0:
             raise UsageError(f"--layer-lr-decay must be in (0, 1], not {self.layer_lr_decay}")
+        self.check_levers()
+
+    def check_levers(self) -> None:
+        """Pooling, label input, multi-sample dropout, averaging and the intermediate stage."""
+        for name, value, allowed in (("--pooling", self.pooling, POOLINGS), ("--label-token", self.label_token,
+                                                                             LABEL_TOKENS)):
+            if value not in allowed:
+                raise UsageError(f"{name} {value!r}: use one of {', '.join(allowed)}")
+        if self.label_input and self.pooling != "cls":
+            raise UsageError("--label-input scores each label from its own tokens; it cannot be combined with --pooling")
+        for name, value in (("--head-dropout-samples", self.head_dropout_samples),
+                            ("--average-checkpoints", self.average_checkpoints)):
+            if value < 1:
+                raise UsageError(f"{name} must be at least 1, not {value}")
+        if self.soup is not None:
+            if len(self.soup) < 2:
+                raise UsageError("--soup needs at least two runs to average")
+            if self.intermediate is not None or self.resume:
+                raise UsageError("--soup averages finished runs; it cannot be combined with --intermediate-* or --resume")
+        if self.intermediate is not None:
+            stage = self.intermediate
+            if bool(stage.train) == bool(stage.dataset):
+                raise UsageError("the intermediate stage needs one of --intermediate-train FILE or --intermediate-dataset NAME")
+            if stage.epochs <= 0 or (stage.max_steps is not None and stage.max_steps < 1):
+                raise UsageError("--intermediate-epochs must be positive and --intermediate-max-steps at least 1")
+
+    @property
+    def head(self) -> HeadSpec:
+        return HeadSpec(pooling=self.pooling, label_input=self.label_input, label_token=self.label_token)
 
     @property
     def loss_settings(self) -> LossSettings:

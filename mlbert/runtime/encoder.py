@@ -5,12 +5,17 @@ and the fast tokenizer's JSON (stored inside the ONNX file) is all a BERT tokeni
 needs. A whole chunk is encoded in one ``encode_batch`` call, which runs in Rust on all
 allowed cores, and the ids land in one padded numpy matrix; batches are then cut from
 it with numpy indexing, so no Python loop runs per token.
+
+A model trained with the label names in its input (``mlb-train --label-input``) has a
+``label_segment`` in its header: each text is then encoded as the pair (label segment,
+text), only the text truncated, with the token types of the tokenizer's pair template,
+exactly as mlb-train encoded its training rows (``trainer/label_input.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -29,21 +34,24 @@ class EncodedChunk:
     attention_mask: np.ndarray  # (n, width) int64, 1 for real tokens
     lengths: np.ndarray  # (n,) int64, real tokens per row (special tokens included)
     pad_id: int = 0
+    # (n, width) int64 token types of pair inputs (label segment, text); None: all 0 (single texts).
+    token_type_ids: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
 
     def batch(self, index: np.ndarray, padded_length: int) -> "EncodedChunk":
         """Rows ``index``, cut or padded to ``padded_length`` columns."""
-        width = self.input_ids.shape[1]
-        if padded_length <= width:
-            ids = self.input_ids[index, :padded_length]
-            mask = self.attention_mask[index, :padded_length]
-        else:
-            extra = padded_length - width
-            ids = np.pad(self.input_ids[index], ((0, 0), (0, extra)), constant_values=self.pad_id)
-            mask = np.pad(self.attention_mask[index], ((0, 0), (0, extra)), constant_values=0)
-        return EncodedChunk(np.ascontiguousarray(ids), np.ascontiguousarray(mask), self.lengths[index], self.pad_id)
+        def cut(matrix: Optional[np.ndarray], pad_value: int) -> Optional[np.ndarray]:
+            if matrix is None:
+                return None
+            width = matrix.shape[1]
+            if padded_length <= width:
+                return np.ascontiguousarray(matrix[index, :padded_length])
+            return np.pad(matrix[index], ((0, 0), (0, padded_length - width)), constant_values=pad_value)
+
+        return EncodedChunk(cut(self.input_ids, self.pad_id), cut(self.attention_mask, 0), self.lengths[index],
+                            self.pad_id, cut(self.token_type_ids, 0))
 
 
 class Encoder:
@@ -57,7 +65,12 @@ class Encoder:
         self.max_length = int(header.max_length)
         self.pad_id = self._find_pad_id(tokenizer)
         pad_token = tokenizer.id_to_token(self.pad_id) or "[PAD]"
-        tokenizer.enable_truncation(max_length=self.max_length)
+        self.label_segment = header.label_segment
+        if self.label_segment is not None:
+            self._check_label_segment(tokenizer, self.label_segment, self.max_length)
+            tokenizer.enable_truncation(max_length=self.max_length, strategy="only_second")
+        else:
+            tokenizer.enable_truncation(max_length=self.max_length)
         # Pad to the longest text of each encode_batch call: one rectangular matrix.
         tokenizer.enable_padding(pad_id=self.pad_id, pad_token=pad_token)
         self.tokenizer = tokenizer
@@ -74,19 +87,31 @@ class Encoder:
                 return int(token_id)
         return 0
 
+    @staticmethod
+    def _check_label_segment(tokenizer: Tokenizer, segment: str, max_length: int) -> None:
+        """The label segment must leave room for text: only the text is ever truncated."""
+        length = len(tokenizer.encode(segment, "").ids)
+        if length >= max_length:
+            raise ModelFileError(
+                f"model header: the label segment takes {length} tokens, no room for text within max_length {max_length}"
+            )
+
     def encode(self, texts: Sequence[str]) -> EncodedChunk:
         """Encode all ``texts`` in one call (truncated to the model's maximum length)."""
         if not texts:
             empty = np.zeros((0, 0), dtype=np.int64)
             return EncodedChunk(empty, empty.copy(), np.zeros((0,), dtype=np.int64))
-        texts = list(texts)
+        inputs: List[Any] = list(texts)
+        if self.label_segment is not None:
+            inputs = [(self.label_segment, text) for text in inputs]
         if self._fast:
-            encodings = self.tokenizer.encode_batch_fast(texts)
+            encodings = self.tokenizer.encode_batch_fast(inputs)
         else:  # pragma: no cover - older tokenizers
-            encodings = self.tokenizer.encode_batch(texts)
+            encodings = self.tokenizer.encode_batch(inputs)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        return EncodedChunk(ids, mask, mask.sum(axis=1), self.pad_id)
+        types = np.array([e.type_ids for e in encodings], dtype=np.int64) if self.label_segment is not None else None
+        return EncodedChunk(ids, mask, mask.sum(axis=1), self.pad_id, types)
 
     def token_lengths(self, texts: List[str]) -> np.ndarray:
         """Real token counts (special tokens included), for callers that only need lengths."""

@@ -316,7 +316,9 @@ class Predictor:
             elif name == "attention_mask":
                 feed[name] = batch.attention_mask.astype(dtype, copy=False)
             elif name == "token_type_ids":
-                feed[name] = np.zeros(batch.input_ids.shape, dtype=dtype)
+                types = batch.token_type_ids
+                feed[name] = (types.astype(dtype, copy=False) if types is not None
+                              else np.zeros(batch.input_ids.shape, dtype=dtype))
             else:
                 raise ModelFileError(f"model header: do not know how to fill graph input {name!r}")
         return feed
@@ -354,15 +356,15 @@ class Predictor:
         On CUDA the batch is the largest the budget allows (an out-of-memory error shows
         now, not after an hour); on a CPU one short row is enough and costs milliseconds.
         """
+        # A real row (with the label segment of a --label-input model), repeated and padded.
+        sample = self.encoder.encode(["warm up"])
         if provider_for(self.provider).full_warm_up:
             rows = max(1, min(self.max_rows, self.token_budget // self.header.max_length))
             length = self.header.max_length
         else:
-            rows, length = 1, min(16, self.header.max_length)
-        ids = np.full((rows, length), self.encoder.pad_id, dtype=np.int64)
-        mask = np.ones((rows, length), dtype=np.int64)
+            rows, length = 1, max(min(16, self.header.max_length), int(sample.lengths[0]))
         with library_step("the model's warm-up batch", ModelFileError):
-            logits = self.logits_for(EncodedChunk(ids, mask, np.full(rows, length, dtype=np.int64), self.encoder.pad_id))
+            logits = self.logits_for(sample.batch(np.zeros(rows, dtype=np.int64), length))
         if logits.ndim != 2 or logits.shape != (rows, self.num_labels):
             raise ModelFileError(
                 f"the model returned scores of shape {tuple(logits.shape)} for {rows} rows; expected "

@@ -79,7 +79,7 @@ def build_model_card(folder: str, metrics: Any = None, model_name: Optional[str]
     lines += _summary_lines(facts)
     lines += _labels_lines(facts)
     lines += _evaluation_lines(facts.metrics)
-    lines += USAGE_LINES
+    lines += usage_lines(facts.config.head)
     lines += _limits_lines(facts)
     lines += _training_lines(facts)
     return "\n".join(lines)
@@ -169,6 +169,25 @@ USAGE_LINES: List[str] = [
     "with `mlb-eval model.onnx your_data.csv` before relying on it.",
     "",
 ]
+
+
+def usage_lines(head: Optional[Dict[str, Any]]) -> List[str]:
+    """``USAGE_LINES`` for the model's head: mlb's own heads (mean pooling, label tokens) need mlbert's model
+    class registered (plain transformers refuses their model type), and label tokens need the label segment."""
+    pooling = (head or {}).get("pooling", "cls")
+    if pooling == "cls":
+        return list(USAGE_LINES)
+    lines = []
+    for line in USAGE_LINES:
+        if line == "from mlbert.preprocess import Preprocessing":
+            lines += [line, "from mlbert.trainer.encoder_classifier import register",
+                      f"register()  # this model's {pooling} head is mlbert's own model class"]
+        elif line.startswith("batch = tok(") and pooling == "label-tokens":
+            lines.append("batch = tok([cfg[\"label_segment\"]], pre.apply([\"what a day 😂\"]), truncation=\"only_second\", "
+                         "max_length=cfg[\"max_length\"], padding=True, return_tensors=\"pt\")")
+        else:
+            lines.append(line)
+    return lines
 
 
 def _limits_lines(facts: CardFacts) -> List[str]:
