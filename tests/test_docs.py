@@ -41,3 +41,17 @@ def test_every_console_script_is_documented():
     for name in ("mlb-train", "mlb-export", "mlb-batch", "mlb-eval"):
         assert f"{name} =" in setup
         assert f"### `{name}`" in readme
+
+
+def test_the_first_readme_command_classifies_the_shipped_sample_with_the_builtin_model(tmp_path):
+    """scripts/try_builtin.sh, the README's first command after the install, as a new user sees it."""
+    import os
+
+    readme = (ROOT / "README.md").read_text()
+    assert "python3 -m venv .venv && .venv/bin/pip install -e . && scripts/try_builtin.sh" in readme
+    env = dict(os.environ, MLB_BIN=str(Path(sys.executable).parent), MLB_TRY_OUT=str(tmp_path), MLB_MODEL="/nowhere")
+    result = subprocess.run(["scripts/try_builtin.sh"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "30 rows read, 30 records written" in result.stderr and "model: built-in goemotions (28 labels)" in result.stderr
+    assert "30 records in" in result.stdout and "Label shares" in result.stdout
+    assert len((tmp_path / "labels.jsonl").read_text().splitlines()) == 30

@@ -184,3 +184,15 @@ def test_single_label_checkpoint_is_refused(tiny_checkpoint, data_csv, tmp_path,
     code, out, err = run([folder, data_csv], capsys)
     assert code == 1 and err.count("\n") == 1
     assert "single_label_classification model, not a multi-label (sigmoid) classifier" in err
+
+
+def test_the_builtin_model_by_name(tmp_path, capsys):
+    """``mlb-eval goemotions DATA``: the built-in file, as quickstart.sh compares a new model with it."""
+    fixtures = Path(__file__).parent / "fixtures"
+    out = tmp_path / "eval.json"
+    names = Path(__file__).parent.parent / "data" / "goemotions" / "emotions.txt"
+    code, _, stderr = run(["goemotions", str(fixtures / "goemotions_sample.tsv"), "--label-names", str(names),
+                           "--json", str(out), "--quiet"], capsys)
+    assert code == 0, stderr
+    (model,) = json.loads(out.read_text())["models"]
+    assert model["kind"] == "onnx" and len(model["label_names"]) == 28 and model["at_model_thresholds"]["rows"] == 24

@@ -71,8 +71,12 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
     Per-label plots and a report a person can open:
       mlb-eval model.onnx test.csv --report eval-report/
 
-    MODEL is an .onnx file written by mlb-export (run exactly as mlb-batch runs it) or a
-    checkpoint folder written by mlb-train (any multi-label Hugging Face checkpoint works,
+    \b
+    Your own model against the built-in one, on your labelled data:
+      mlb-eval goemotions my-model.onnx my-labelled.csv
+
+    MODEL is an .onnx file written by mlb-export (run exactly as mlb-batch runs it), a
+    built-in model's name (goemotions), or a checkpoint folder written by mlb-train (any multi-label Hugging Face checkpoint works,
     at threshold 0.5). DATA is labelled data in any layout and format mlb-train reads;
     its label names are matched to the model's by name. The table shows samples Jaccard,
     micro/macro F1, exact match, micro/macro ROC-AUC and per-label precision, recall and

@@ -62,8 +62,11 @@ class Evaluation:
 def load_eval_model(
     path: str, *, device: str = "auto", threads: Optional[int] = None, token_budget: Optional[int] = None
 ) -> EvalModel:
-    """Open an ``.onnx`` file (batch runtime) or a checkpoint folder / hub name (transformers)."""
-    if path.lower().endswith(".onnx"):
+    """Open an ``.onnx`` file (batch runtime), a built-in model by name (``goemotions``), or a checkpoint
+    folder / hub name (transformers). A folder or file of that name wins over a built-in name."""
+    from mlbert.models import builtin_model
+
+    if path.lower().endswith(".onnx") or (not os.path.exists(path) and builtin_model(path) is not None):
         return _load_onnx(path, device=device, threads=threads, token_budget=token_budget)
     if os.path.isfile(path):
         raise ModelFileError(f"{path}: not a model: pass an .onnx file written by mlb-export or a checkpoint folder")
