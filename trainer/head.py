@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
-from mlbert.errors import ModelFileError, UsageError, first_line
+from mlbert.errors import MlbError, ModelFileError, UsageError, first_line
 from mlbert.modelfile import portable_path
 
 from mlbert.trainer.head_loading import HeadSpec, load_mlb_classifier
@@ -166,6 +166,8 @@ def load_model_and_tokenizer(base: str, label_names: List[str], head: Optional[H
             tokenizer, model, new_head = load_mlb_classifier(base, label_names, head, max_length)
             return model, tokenizer, new_head
         tokenizer, model, loading = _from_pretrained(base, label_names)
+    except MlbError:
+        raise  # mlb's own message (a usage error is a ValueError too): already one clear line
     except OSError as exc:
         raise ModelFileError(f"{base}: cannot load the base model ({first_line(exc)})") from None
     except (ValueError, KeyError) as exc:
