@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common as c  # noqa: E402
+from flops import cpu_peaks, encoder_flops, flops_for  # noqa: E402
 from inference_contenders import CONTENDERS, RECIPE_LENGTH  # noqa: E402
 
 _SUMMARY_RE = re.compile(r"mlb-batch: (\d+) rows, (\d+) errors, ([0-9.]+) s,")
@@ -201,7 +202,7 @@ def summarize(name: str, runs: List[Dict[str, Any]], lengths: "Any", max_length:
 
     seconds = c.median([r["seconds"] for r in runs])
     real = int(lengths.sum())
-    useful = c.flops_for(flops, float(real), float((lengths.astype(np.float64) ** 2).sum()))
+    useful = flops_for(flops, float(real), float((lengths.astype(np.float64) ** 2).sum()))
     computed = computed_tokens(name, lengths, max_length)
     return {
         "rows": len(lengths), "repeats": len(runs), "seconds": seconds, "seconds_all": [r["seconds"] for r in runs],
@@ -211,7 +212,7 @@ def summarize(name: str, runs: List[Dict[str, Any]], lengths: "Any", max_length:
         "peak_rss_max_mib": max(r["peak_rss_mib"] for r in runs),
         "computed_tokens": computed, "padding": 1.0 - real / computed if computed else 0.0,
         "useful_flops_per_s": useful / seconds,
-        "computed_flops_per_s": c.flops_for(flops, float(computed), float(computed) * 0) / seconds,
+        "computed_flops_per_s": flops_for(flops, float(computed), float(computed) * 0) / seconds,
         "tokenize_seconds": c.median([r["tokenize_seconds"] for r in runs]) if "tokenize_seconds" in runs[0] else None,
     }
 
@@ -233,7 +234,7 @@ def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows:
     source_lengths, max_length = token_lengths(fp32, data)
     n_source = len(source_lengths)
     config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
-    flops = c.encoder_flops(config)
+    flops = encoder_flops(config)
     sets = [("test", rows or n_source, list(contenders), repeats)]
     if big_rows:
         sets.append(("big", big_rows, [n for n in contenders if CONTENDERS[n].get("big")], big_repeats))
@@ -243,7 +244,7 @@ def run_inference(checkpoint: Path, fp32: Path, int8: Path, work: Path, *, rows:
         path = c.make_input(data, n_rows, work)  # plain TSV, also at the source's own size (data may be .gz)
         lengths = np.resize(source_lengths, n_rows)  # the file is the source repeated / cut
         real = int(lengths.sum())
-        useful = c.flops_for(flops, float(real), float((lengths.astype(np.float64) ** 2).sum()))
+        useful = flops_for(flops, float(real), float((lengths.astype(np.float64) ** 2).sum()))
         runs: Dict[str, List[Dict[str, Any]]] = {n: [] for n in names}
         own_rows = {n: n_rows for n in names}
         if recipe_rows and "recipe" in names and recipe_rows < n_rows:
@@ -287,7 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             repeats=args.repeats, big_repeats=args.big_repeats, contenders=args.contenders.split(","))
     from inference_report import report
 
-    print(report(results, c.cpu_peaks(c.machine_info())))
+    print(report(results, cpu_peaks(c.machine_info())))
     return 0
 
 

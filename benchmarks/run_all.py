@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common as c  # noqa: E402
+from flops import cpu_peaks  # noqa: E402
 import benchmarks_doc  # noqa: E402
 
 DOC = benchmarks_doc.DOC
@@ -117,7 +118,7 @@ def attainable_fp32() -> Optional[float]:
 def start_results(a: argparse.Namespace, command: str, machine: Dict[str, Any]) -> Dict[str, Any]:
     """A new run's results, or (``--update``) the previous run's with the parts to rerun taken out."""
     if not a.update:
-        return {"command": command, "quick": a.quick, "machine": machine, "peaks": c.cpu_peaks(machine),
+        return {"command": command, "quick": a.quick, "machine": machine, "peaks": cpu_peaks(machine),
                 "load_start": list(os.getloadavg()), "previous_elapsed_s": 0.0}
     results = json.loads((a.work / "results.json").read_text(encoding="utf-8"))
     rerun = [part for part in PARTS if part not in a.skip]
