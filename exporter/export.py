@@ -9,9 +9,8 @@
 4. verify the plain fp32 graph against PyTorch; then optionally optimize (optimum's levels),
    fuse (onnxruntime's transformer fusions, checked exactly) and quantize (an int8 scheme of
    ``exporter.quantize``), and verify the result (see ``exporter.validate``);
-5. attach the mlb header (``batch.modelfile``) and publish atomically: a temporary file in
-   the target folder, then published by ``mlbert.io.atomic.publish_file``, so a reader never sees half a file and a failed
-   export leaves the previous file in place.
+5. attach the mlb header (``mlbert.modelfile``) and publish atomically (``mlbert.io.atomic``):
+   a reader never sees half a file and a failed export leaves the previous file in place.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import numpy as np
 from mlbert.errors import MlbError, ModelFileError, UsageError, library_step
 from mlbert.modelfile import CheckpointConfig, ModelHeader, attach_header
 from mlbert.io.atomic import publish_file, umask_file_mode
+from mlbert.runtime.cpus import batch_dependence_note
 
 from mlbert.trainer.torch_checkpoint import checkpoint_probabilities, load_checkpoint
 from mlbert.exporter import quantize as _q
@@ -87,6 +87,7 @@ def export_model(
         raise UsageError(f"--opset {opset}: use an opset from {MIN_OPSET} to {MAX_OPSET}")
     if validate_limit is not None and validate_limit < 1:
         raise UsageError(f"--validate-limit must be at least 1, not {validate_limit}")
+    limits.check()
     _q.check_optimize_level(optimize, quantize)
     scheme = _q.pick_int8_scheme(quantize_config) if quantize == "int8" else None
 
@@ -277,6 +278,12 @@ def _graph_io(onnx_model: Any) -> tuple:
     return inputs, outputs
 
 
+def _input_names(path: str) -> List[str]:
+    import onnx
+
+    return _graph_io(onnx.load(path, load_external_data=False))[0]
+
+
 def _checked_graph_inputs(path: str, folder: str, provenance: Dict[str, Any]) -> List[str]:
     """The exported graph's inputs; records its opset in ``provenance``; it must output ``logits``."""
     import onnx
@@ -363,7 +370,10 @@ def _optimized_file(fp32_dir: str, work: str, tmp_out: str, output: str, steps: 
             current, report = _fused(current, work, steps, headers, sample, limits, say)
             reports.append(report)
         say(f"quantizing to int8 ({steps.scheme.name} scheme: {steps.scheme.suits})")
-        qz = _q.quantize_int8(current, os.path.join(work, "int8.onnx"), steps.scheme)
+        calibration = _calibration(current, headers, sample, say) if steps.scheme.calibrated else None
+        if not steps.scheme.row_independent:
+            say(f"note: {batch_dependence_note(steps.scheme.settings())}")
+        qz = _q.quantize_int8(current, os.path.join(work, "int8.onnx"), steps.scheme, calibration)
         current = str(qz["path"])
         quantization = {k: val for k, val in qz.items() if k != "path"}
     header = _write_final(current, tmp_out, headers, quantization)
@@ -377,13 +387,18 @@ def _optimized_file(fp32_dir: str, work: str, tmp_out: str, output: str, steps: 
     return header, reports + [report]
 
 
+def _calibration(path: str, headers: HeaderMaker, sample: _Sample, say: Echo) -> Any:
+    """The comparison texts (at most ``CALIBRATION_MAX_ROWS``) and a header for the graph ``path`` to read them."""
+    from mlbert.exporter.calibrate import Calibration
+
+    say(f"calibrating on {min(len(sample.texts), _q.CALIBRATION_MAX_ROWS)} of the comparison texts ({sample.source})")
+    return Calibration(list(sample.texts[:_q.CALIBRATION_MAX_ROWS]), headers.make(_input_names(path), {"mode": "none"}))
+
+
 def _write_final(path: str, tmp_out: str, headers: HeaderMaker, quantization: Dict[str, Any]) -> ModelHeader:
     """``path`` with its header into ``tmp_out``; optimizers may rewrite the graph's inputs, so the
     header names the final graph's."""
-    import onnx
-
-    input_names, _ = _graph_io(onnx.load(path, load_external_data=False))
-    header = headers.make(input_names, quantization)
+    header = headers.make(_input_names(path), quantization)
     _save_with_header(path, tmp_out, header)
     return header
 

@@ -1,27 +1,33 @@
 """int8 quantization schemes, transformer fusions, and optimum's graph optimization levels.
 
 Why these choices (measured in docs/BENCHMARKS.md and docs/EXPORT.md, "Which CPU an
-int8 file suits"):
+int8 file suits" and "A row's scores depend on that row alone"):
 
-* Dynamic int8 (weights quantized ahead of time, activations at run time) needs no
-  calibration data that would have to travel with every export.
+* The default scheme, ``rowwise``, gives every row (token) of every matrix product's input
+  its own activation scale (``exporter.rowwise``), so a text's scores depend on that text
+  alone, whatever the batch, token budget, chunk size or engine; onnxruntime's
+  ``quantize_dynamic`` (the schemes ``unfused``, ``portable``, ``vnni``, ``u8u8``, kept as
+  options) takes one scale per batch tensor, so a batch-mate with large activations changes
+  every other row's numbers (issue 25). It is calibrated on the comparison texts
+  (``exporter.rowwise_plan``: SmoothQuant divisors and GPTQ weights, fixed per channel and
+  per matrix, never per row) and runs on the same MLAS kernels at the same speed.
 * Which int8 kernels onnxruntime runs depends on the serving CPU and on the file's
-  signedness (``batch.cpus``): unsigned activations x signed weights (U8S8) run on
+  signedness (``runtime.cpus``): unsigned activations x signed weights (U8S8) run on
   dot-product instructions where the CPU has them (VNNI, AMX, ARM) and on VPMADDUBSW on
   AVX2, which saturates with full-range 8-bit weights; unsigned weights (U8U8) run on
-  slower widening kernels on x86. So the default scheme, ``unfused``, writes signed
-  7-bit weights (``reduce_range``), per output channel (which wins back the bit): the
-  fast kernel on every CPU, and never a saturated sum, so the file computes on an AVX2
-  machine what the gate checked here.
-* The default graph is not fused first. onnxruntime's transformer fusions
+  slower widening kernels on x86. So ``rowwise`` and ``unfused`` write signed 7-bit weights
+  (``reduce_range``), per output channel (which wins back the bit): the fast kernel on every
+  CPU, and never a saturated sum, so the file computes on an AVX2 machine what the gate
+  checked here.
+* The graph is not fused first. onnxruntime's transformer fusions
   (``onnxruntime.transformers.optimizer``: Attention, SkipLayerNormalization, BiasGelu)
   before quantizing turn attention's projections into one ``QAttention``; measured side by
   side on the same weights (``benchmarks/bench_int8.py``, docs/BENCHMARKS.md), the fused
-  file was no faster on GoEmotions-length texts and about 14% slower on tweet-length ones,
-  and fusing everything but attention was slower still. The fused schemes (``portable``,
-  ``vnni``) stay as options. optimum's quantizer cannot type the fused ``com.microsoft``
-  operators (onnx shape inference does not know them); onnxruntime's ``quantize_dynamic``
-  can, told that an untyped tensor is float (``DefaultTensorType``).
+  file was no faster on GoEmotions-length texts and about 14% slower on tweet-length ones.
+  The fused schemes (``portable``, ``vnni``) stay as options. optimum's quantizer cannot
+  type the fused ``com.microsoft`` operators (onnx shape inference does not know them);
+  onnxruntime's ``quantize_dynamic`` can, told that an untyped tensor is float
+  (``DefaultTensorType``).
 * Optimization levels are optimum's ``O1``..``O4``; ``O4`` turns the graph into fp16,
   which only runs (and can only be checked) on a CUDA GPU.
 """
@@ -36,6 +42,9 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 from mlbert.errors import MlbError, UsageError, library_step
 
 QUANTIZE_MODES = ("none", "int8")
+# The calibrated rowwise scheme reads at most this many of the comparison texts (X^T X of a
+# 1,536-wide input wants well over 1,536 tokens; more rows only cost export time).
+CALIBRATION_MAX_ROWS = 1024
 OPTIMIZE_LEVELS = ("O1", "O2", "O3", "O4")
 # Model types whose graphs onnxruntime's "bert" fusions know (BERT-like encoders).
 FUSABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet")
@@ -43,7 +52,7 @@ FUSABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra"
 
 @dataclass(frozen=True)
 class Int8Scheme:
-    """How an int8 file is made: weight signedness and range, granularity, fusions first or not."""
+    """How an int8 file is made: activation scales, weight signedness and range, fusions first or not."""
 
     name: str
     weights: str  # "int8" (signed) or "uint8"
@@ -52,21 +61,39 @@ class Int8Scheme:
     fuse: bool  # onnxruntime's transformer fusions before quantizing
     suits: str  # which CPUs run it fast and exactly, in words
     fuse_attention: bool = True  # with fuse: attention as one (Q)Attention operator, or left as MatMuls
+    # "rowwise": one activation scale per row (token), so a row depends on itself alone
+    # (exporter.rowwise); "dynamic": onnxruntime's quantize_dynamic, one scale per batch tensor.
+    method: str = "dynamic"
+    calibrated: bool = False  # rowwise: SmoothQuant divisors and GPTQ weights from the comparison texts
+
+    @property
+    def row_independent(self) -> bool:
+        return self.method == "rowwise"
 
     def settings(self) -> Dict[str, Any]:
-        """The header's record of the scheme (``ModelHeader.quantization``; read by ``batch.cpus.int8_note``)."""
-        return {
-            "mode": "int8", "method": "dynamic", "config": self.name,
+        """The header's record of the scheme (``ModelHeader.quantization``; read by ``runtime.cpus``)."""
+        out = {
+            "mode": "int8", "method": self.method, "config": self.name,
             "weights_dtype": "QInt8" if self.weights == "int8" else "QUInt8", "activations_dtype": "QUInt8",
             "reduce_range": self.reduce_range, "per_channel": self.per_channel, "fused": self.fuse,
             "fused_attention": self.fuse and self.fuse_attention,
-            "tool": "onnxruntime.quantization.quantize_dynamic",
+            "activation_scales": "per row" if self.row_independent else "per batch tensor",
+            "row_independent": self.row_independent,
+            "tool": "mlbert.exporter.rowwise" if self.row_independent else "onnxruntime.quantization.quantize_dynamic",
         }
+        return out
 
 
 INT8_SCHEMES: Dict[str, Int8Scheme] = {s.name: s for s in (
+    Int8Scheme("rowwise", "int8", reduce_range=True, per_channel=True, fuse=False, method="rowwise",
+               calibrated=True,
+               suits="every CPU: the U8S8 kernels of AVX2, AVX-512, VNNI, AMX and ARM64; one activation scale per "
+                     "token, so a row's scores depend on that row alone"),
+    Int8Scheme("rowwise-rtn", "int8", reduce_range=True, per_channel=True, fuse=False, method="rowwise",
+               suits="as rowwise, with weights rounded to nearest and no calibration (no smoothing)"),
     Int8Scheme("unfused", "int8", reduce_range=True, per_channel=True, fuse=False,
-               suits="every CPU: the U8S8 kernels of AVX2, AVX-512, VNNI, AMX and ARM64, without saturation"),
+               suits="every CPU: the U8S8 kernels of AVX2, AVX-512, VNNI, AMX and ARM64, without saturation; "
+                     "one activation scale per batch, so a row's scores depend on its batch-mates"),
     Int8Scheme("portable", "int8", reduce_range=True, per_channel=True, fuse=True,
                suits="every CPU, as unfused, after onnxruntime's transformer fusions (QAttention)"),
     Int8Scheme("vnni", "int8", reduce_range=False, per_channel=True, fuse=True,
@@ -74,7 +101,7 @@ INT8_SCHEMES: Dict[str, Int8Scheme] = {s.name: s for s in (
     Int8Scheme("u8u8", "uint8", reduce_range=False, per_channel=False, fuse=False,
                suits="every CPU, exactly, but on onnxruntime's slower widening kernels on x86"),
 )}
-DEFAULT_INT8_SCHEME = "unfused"
+DEFAULT_INT8_SCHEME = "rowwise"
 QUANTIZE_CONFIGS = tuple(INT8_SCHEMES)
 
 
@@ -118,8 +145,19 @@ def fuse_encoder(src: str, dst: str, hf_config: Mapping[str, Any], attention: bo
             "path": dst}
 
 
-def quantize_int8(src: str, dst: str, scheme: Int8Scheme) -> Dict[str, Any]:
-    """Dynamic int8 quantization of ``src`` into ``dst``; returns the settings for the header."""
+def quantize_int8(src: str, dst: str, scheme: Int8Scheme, calibration: Optional[Any] = None) -> Dict[str, Any]:
+    """int8 quantization of ``src`` into ``dst`` by ``scheme``; returns the settings for the header.
+
+    ``calibration`` (``exporter.calibrate.Calibration``: texts and the header to read them)
+    calibrates a ``calibrated`` rowwise scheme; without it the weights are rounded to nearest
+    and no input is smoothed.
+    """
+    if scheme.row_independent:
+        from mlbert.exporter.rowwise_plan import quantize_planned
+
+        with library_step(f"int8 quantization ({scheme.name} scheme)"):
+            done = quantize_planned(src, dst, calibration if scheme.calibrated else None)
+        return dict(scheme.settings(), **done, path=dst)
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

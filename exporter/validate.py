@@ -13,9 +13,12 @@ Two kinds of check:
   max |p_onnx - p_torch| <= ``atol`` (1e-4) and the same label decisions. A decision may
   differ only where the PyTorch probability lies within ``atol`` of its threshold; such
   cells are counted as borderline, since no tolerance can make them stable.
-* **lossy** (int8, O3's approximate GELU, O4's fp16): decision agreement is reported and,
-  with labels, micro-F1, macro-F1 and samples-Jaccard of the file against the PyTorch
-  model; drops beyond the limits refuse the export unless forced.
+* **lossy** (int8, O3's approximate GELU, O4's fp16): row agreement (the share of rows whose
+  label set is PyTorch's, and the largest score difference; no labels needed) and, with
+  labels, micro-F1, macro-F1 and samples-Jaccard of the file against the PyTorch model;
+  a share, a difference or a drop beyond its limit refuses the export unless forced. Row
+  agreement is checked because aggregate metrics hide a file that moves rows both ways
+  (issue 25: 13.8% of rows changed labels while Jaccard moved 0.2 point).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mlbert.decisions import decide
+from mlbert.decisions import RowAgreement, decide, row_agreement
 from mlbert.errors import InputError, MlbError
 
 # Varied on purpose: emotions, negation, emoji (with modifiers and ZWJ), mentions, URLs,
@@ -80,6 +83,17 @@ class GateLimits:
     max_macro_f1_drop: float = 1.5
     max_jaccard_drop: float = 1.0
     atol: float = 1e-4  # exact checks: max absolute probability difference
+    min_row_agreement: float = 90.0  # lossy: percent of rows whose label set must stay PyTorch's
+    max_score_diff: float = 0.25  # lossy: largest allowed change of any one score
+
+    def check(self) -> None:
+        """Refuse limits that cannot mean anything (a UsageError naming the option)."""
+        from mlbert.errors import UsageError
+
+        if not 0.0 <= self.min_row_agreement <= 100.0:
+            raise UsageError(f"--min-row-agreement is a percentage from 0 to 100, not {self.min_row_agreement:g}")
+        if self.max_score_diff < 0:
+            raise UsageError(f"--max-score-diff must not be negative, not {self.max_score_diff:g}")
 
 
 @dataclass
@@ -101,6 +115,7 @@ class ValidationReport:
     limits: GateLimits = field(default_factory=GateLimits)
     failures: List[str] = field(default_factory=list)
     forced: bool = False
+    agreement: Optional[RowAgreement] = None
 
     @property
     def passed(self) -> bool:
@@ -125,6 +140,7 @@ class ValidationReport:
             "changed_decisions": self.changed_decisions,
             "borderline_changes": self.borderline_changes,
             "rows_identical": self.rows_identical,
+            "row_agreement": round(self.rows_identical / self.rows, 6) if self.rows else 1.0,
             "passed": not self.failures,
         }
         if self.drops is not None:
@@ -150,10 +166,13 @@ class ValidationReport:
                     rows.append((f"{name} torch -> {self.variant}",
                                  f"{self.reference_metrics[key]:.4f} -> {self.candidate_metrics[key]:.4f}", "", "info"))
         else:
-            rows.append(("max |p_onnx - p_torch|", f"{self.max_abs_diff:.2e}", "", "info"))
+            rows.append(("max |p_onnx - p_torch|", f"{self.max_abs_diff:.2e}", f"<= {lim.max_score_diff:g}",
+                         _ok(self.max_abs_diff <= lim.max_score_diff)))
             cells = max(1, self.rows * self.labels)
             rows.append(("label decisions agreeing", f"{100.0 * (1 - self.changed_decisions / cells):.2f}%", "", "info"))
-            rows.append(("rows with identical decisions", f"{self.rows_identical}/{self.rows}", "", "info"))
+            share = 100.0 * self.rows_identical / max(1, self.rows)
+            rows.append(("rows with the same labels", f"{self.rows_identical}/{self.rows} ({share:.2f}%)",
+                         f">= {lim.min_row_agreement:g}%", _ok(share >= lim.min_row_agreement - 1e-9)))
             drops = self.drops
             if drops is None:
                 rows.append(("F1 / Jaccard vs PyTorch", "not measured (no labels: use --validate-on)", "", "-"))
@@ -219,6 +238,7 @@ def compare(
         raise MlbError("verification: the exported file produced NaN or infinite probabilities")
     n, n_labels = reference.shape
     diff = np.abs(reference - candidate)
+    agreement = row_agreement(reference, candidate, thresholds)
     ref_dec = decide(reference, thresholds)
     cand_dec = decide(candidate, thresholds)
     changed = ref_dec != cand_dec
@@ -233,8 +253,9 @@ def compare(
         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
         changed_decisions=int(changed.sum()),
         borderline_changes=int(np.logical_and(changed, near).sum()),
-        rows_identical=int((~changed.any(axis=1)).sum()) if n else 0,
+        rows_identical=agreement.same_rows,
         limits=limits,
+        agreement=agreement,
     )
     if y_true is not None:
         report.reference_metrics = _metrics(y_true, reference, thresholds)
@@ -261,12 +282,20 @@ def _exact_failures(report: ValidationReport) -> List[str]:
 
 
 def _gate_failures(report: ValidationReport) -> List[str]:
-    """A lossy export may lose at most the limits' points of micro-F1, macro-F1 and Jaccard (with labels)."""
-    drops = report.drops
-    if drops is None:
-        return []
+    """A lossy export must keep rows' label sets and scores (no labels needed) and, with labels, lose at
+    most the limits' points of micro-F1, macro-F1 and Jaccard."""
     limits = report.limits
     failures = []
+    share = 100.0 * report.rows_identical / max(1, report.rows)
+    if share < limits.min_row_agreement - 1e-9:
+        failures.append(f"gives {report.rows - report.rows_identical} of {report.rows} rows other labels than "
+                        f"PyTorch ({share:.2f}% agree, limit {limits.min_row_agreement:g}%, --min-row-agreement)")
+    if report.max_abs_diff > limits.max_score_diff:
+        failures.append(f"changes a score by up to {report.max_abs_diff:.4f} against PyTorch "
+                        f"(limit {limits.max_score_diff:g}, --max-score-diff)")
+    drops = report.drops
+    if drops is None:
+        return failures
     for key, name, limit, flag in (
         ("micro_f1", "micro-F1", limits.max_micro_f1_drop, "--max-f1-drop"),
         ("macro_f1", "macro-F1", limits.max_macro_f1_drop, "--max-macro-f1-drop"),

@@ -8,6 +8,7 @@ and flip such a cell in one place only). Thresholds are tuned on ``THRESHOLD_GRI
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -146,3 +147,48 @@ def ranked_scores(probabilities: np.ndarray, label_names: Sequence[str], *,
     values = np.take_along_axis(p, order, axis=1).tolist()
     return [[{"label": names[j], "score": v} for j, v in zip(row_order, row_values)]
             for row_order, row_values in zip(order.tolist(), values)]
+
+
+@dataclass(frozen=True)
+class RowAgreement:
+    """How far two sets of scores for the same rows agree, row by row (issue 25).
+
+    Aggregate metrics can hide a file that moves many rows in both directions; a user sees rows.
+    ``same_rows``: rows whose label set (every label's decision) is the same in both.
+    """
+
+    rows: int
+    same_rows: int
+    max_abs_diff: float  # the largest change of any one score
+    mean_abs_diff: float
+
+    @property
+    def share(self) -> float:
+        """Share of rows with the same label set (1.0 for no rows)."""
+        return self.same_rows / self.rows if self.rows else 1.0
+
+    @property
+    def changed_rows(self) -> int:
+        return self.rows - self.same_rows
+
+    def line(self) -> str:
+        """One line for tables and messages."""
+        return (f"{100 * self.share:.2f}% of rows with the same labels ({self.changed_rows} of {self.rows} changed), "
+                f"largest score difference {self.max_abs_diff:.4f}")
+
+
+def row_agreement(reference: np.ndarray, candidate: np.ndarray, thresholds: Thresholds,
+                  candidate_thresholds: Optional[Thresholds] = None) -> RowAgreement:
+    """Row-by-row agreement of ``candidate`` scores with ``reference`` scores (same rows, same labels).
+
+    Each side decides at its own thresholds (``candidate_thresholds``, default the same).
+    """
+    a = np.asarray(reference, dtype=np.float64)
+    b = np.asarray(candidate, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"scores must be two (rows, labels) matrices of one shape, not {a.shape} and {b.shape}")
+    same = (decide(a, thresholds) == decide(b, thresholds if candidate_thresholds is None else candidate_thresholds))
+    diff = np.abs(a - b)
+    return RowAgreement(rows=int(a.shape[0]), same_rows=int(same.all(axis=1).sum()),
+                        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+                        mean_abs_diff=float(diff.mean()) if diff.size else 0.0)

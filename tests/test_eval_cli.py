@@ -97,6 +97,9 @@ def test_two_models_side_by_side_with_deltas_and_report(pair, data_csv, tmp_path
         if key != "per_label_f1":
             assert value == pytest.approx(0.0, abs=1e-3), key
     assert f"Scored {len(TEXTS)} rows" in err
+    agreement = data["row_agreement"]  # an ONNX file and its checkpoint: every row keeps its labels
+    assert agreement["rows"] == agreement["same_label_set"] == len(TEXTS) and agreement["share"] == 1.0
+    assert agreement["max_abs_score_diff"] < 1e-4
     text = (report / "report.md").read_text(encoding="utf-8")
     assert "Per-label results" in text
     plots = json.loads((report / "report_plots" / "plots.json").read_text())
@@ -196,3 +199,23 @@ def test_the_builtin_model_by_name(tmp_path, capsys):
     assert code == 0, stderr
     (model,) = json.loads(out.read_text())["models"]
     assert model["kind"] == "onnx" and len(model["label_names"]) == 28 and model["at_model_thresholds"]["rows"] == 24
+
+
+def test_two_models_row_agreement_counts_the_rows_whose_labels_moved(pair, varied_int8_onnx, data_csv, capsys):
+    """The int8 file (batch-dependent scheme, tiny random model) moves some rows: mlb-eval says how many and how far,
+    row by row, from the two models' own probabilities at their own thresholds (labels matched by name)."""
+    from mlbert.decisions import decide
+
+    checkpoint, _ = pair
+    a, b = load_eval_model(str(checkpoint)), load_eval_model(str(varied_int8_onnx))
+    pa, pb = a.predict_proba(TEXTS), b.predict_proba(TEXTS)
+    same = (decide(pa, a.thresholds) == decide(pb, b.thresholds)).all(axis=1)
+    code, out, err = run([checkpoint, varied_int8_onnx, data_csv, "--json", "-", "-q"], capsys)
+    assert code == 0, err
+    agreement = json.loads(out)["row_agreement"]
+    assert agreement["same_label_set"] == int(same.sum()) and agreement["rows"] == len(TEXTS)
+    assert agreement["max_abs_score_diff"] == pytest.approx(float(np.abs(pa - pb).max()), abs=1e-6)
+    assert agreement["max_abs_score_diff"] > 1e-3  # int8 is not the checkpoint: the figures are not trivially 0
+    code, out, err = run([checkpoint, varied_int8_onnx, data_csv], capsys)
+    line = next(l for l in out.splitlines() if l.startswith("Row agreement, B against A"))
+    assert f"({len(TEXTS) - int(same.sum())} of {len(TEXTS)} changed)" in line

@@ -64,7 +64,8 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
       mlb-eval model.onnx data/goemotions/test.tsv.gz --label-names data/goemotions/emotions.txt
 
     \b
-    Is the int8 file as good as the checkpoint it came from? (B - A deltas)
+    Is the int8 file as good as the checkpoint it came from? (B - A deltas, and how
+    many rows keep their labels)
       mlb-eval run/ model.onnx test.csv --json compare.json
 
     \b
@@ -80,7 +81,8 @@ def cli(paths: Sequence[str], **kw: Any) -> None:
     at threshold 0.5). DATA is labelled data in any layout and format mlb-train reads;
     its label names are matched to the model's by name. The table shows samples Jaccard,
     micro/macro F1, exact match, micro/macro ROC-AUC and per-label precision, recall and
-    F1, at the model's thresholds and at 0.5.
+    F1, at the model's thresholds and at 0.5; with two models also the row agreement: the
+    share of rows whose label set is the same and the largest score difference.
     """
     from mlbert.trainer.evaluate import format_report, load_eval_model
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from mlbert.decisions import RowAgreement, row_agreement
 from mlbert.errors import InputError, ModelFileError, UsageError, first_line
 from mlbert.preprocess import Preprocessing
 
@@ -261,9 +262,20 @@ def format_report(evaluations: Sequence[Evaluation]) -> str:
             cells = [_fmt(a.metrics[s].get(key), 10) for s in SETTINGS]
         lines.append(f"{name:<{width}}" + "".join(cells))
     lines.append("")
+    if two:
+        agreement = rows_agreement(evaluations[0], evaluations[1])
+        lines += [f"Row agreement, B against A (each at its thresholds): {agreement.line()}", ""]
 
     lines += _per_label_lines(evaluations)
     return "\n".join(lines) + "\n"
+
+
+def rows_agreement(a: Evaluation, b: Evaluation) -> RowAgreement:
+    """Row by row, how far B's label sets and scores stay A's (issue 25): aggregate metrics can hide
+    a model that moves many rows both ways. B's labels are matched to A's by name."""
+    order = [b.model.label_names.index(n) for n in a.model.label_names]
+    return row_agreement(a.probabilities, b.probabilities[:, order], a.model.thresholds,
+                         [b.model.thresholds[i] for i in order])
 
 
 def _per_label_lines(evaluations: Sequence[Evaluation]) -> List[str]:
@@ -326,6 +338,10 @@ def to_json(evaluations: Sequence[Evaluation]) -> Dict[str, Any]:
                 name: _delta(ma["per_label"][name]["f1"], mb["per_label"][name]["f1"]) for name in a.model.label_names
             }
         out["deltas_b_minus_a"] = deltas
+        agreement = rows_agreement(a, b)
+        out["row_agreement"] = {"rows": agreement.rows, "same_label_set": agreement.same_rows,
+                                "share": agreement.share, "max_abs_score_diff": agreement.max_abs_diff,
+                                "mean_abs_score_diff": agreement.mean_abs_diff}
     return out
 
 

@@ -178,3 +178,18 @@ def int8_note(quantization: Mapping[str, Any], cpu: Optional[CpuFeatures] = None
                 "slower widening kernels; re-export with `mlb-export --quantize int8` (signed weights, the "
                 "default) for the faster U8S8 kernels")
     return None
+
+
+def batch_dependence_note(quantization: Mapping[str, Any]) -> Optional[str]:
+    """One line when an int8 file's scores depend on which rows share a batch, else None.
+
+    Files quantized dynamically (onnxruntime's ``DynamicQuantizeLinear``: one activation scale
+    per batch tensor; every int8 file written before issue 25, and ``--quantize-config unfused``,
+    ``portable``, ``vnni``, ``u8u8`` now) give a row other scores with another token budget,
+    chunk size, engine or resume point. ``row_independent`` is recorded since issue 25.
+    """
+    if quantization.get("mode") != "int8" or quantization.get("row_independent"):
+        return None
+    return ("int8 file quantized per batch (one activation scale for all the rows of a batch): a row's scores "
+            "depend on which rows share its batch (token budget, chunk size, engine); re-export with "
+            "`mlb-export --quantize int8` (per-row scales, the default) for scores that depend on the row alone")

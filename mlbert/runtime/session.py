@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mlbert.runtime.bucketing import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MULTIPLE, bucket_lengths, make_batches
-from mlbert.runtime.cpus import available_cpus, int8_note
+from mlbert.runtime.cpus import available_cpus, batch_dependence_note, int8_note
 from mlbert.runtime.encoder import EncodedChunk, Encoder
 from mlbert.errors import MlbError, ModelFileError, UsageError, first_line, library_step
 from mlbert.modelfile import ModelHeader
@@ -95,7 +95,8 @@ class LoadedModel:
     input_dtypes: Dict[str, type]
     streams: int = 1  # batches run at once, each on threads // streams intra-op threads (CPU only)
     where: str = "model file"  # the path, for messages
-    # One line each about how the file suits this machine (an int8 file made for another CPU).
+    # One line each about how the file suits this machine (an int8 file made for another CPU) or what its
+    # scores depend on (an int8 file quantized per batch).
     notes: List[str] = field(default_factory=list)
 
 
@@ -258,9 +259,9 @@ def load_model(source: Optional[ModelSource], device: str = "auto", threads: Opt
     session = _open_session(source, where, device, threads // cpu_stream_count)
     header, dtypes = _read_header(session, where)
     provider = session.get_providers()[0]
-    note = int8_note(header.quantization) if provider == CPU else None
+    notes = [int8_note(header.quantization) if provider == CPU else None, batch_dependence_note(header.quantization)]
     return LoadedModel(session=session, header=header, provider=provider, threads=threads,
-                       input_dtypes=dtypes, where=where, notes=[f"{where}: {note}"] if note else [],
+                       input_dtypes=dtypes, where=where, notes=[f"{where}: {note}" for note in notes if note],
                        streams=cpu_stream_count if provider == CPU else 1)
 
 
@@ -326,6 +327,10 @@ class Predictor:
     def logits_for(self, batch: EncodedChunk) -> np.ndarray:
         (logits,) = self._run(self._output, self._feed(batch))
         return logits
+
+    def outputs_for(self, batch: EncodedChunk, names: Sequence[str]) -> List[np.ndarray]:
+        """The graph's tensors ``names`` for one batch (the exporter's calibration reads inner activations)."""
+        return list(self._run(list(names), self._feed(batch)))
 
     def predict_encoded(self, chunk: EncodedChunk) -> np.ndarray:
         """Probabilities (n, labels) float32 for an encoded chunk, in the chunk's order."""
