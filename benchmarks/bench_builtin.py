@@ -105,7 +105,7 @@ def _metric_rows(evaluation: Dict[str, Any]) -> List[List[str]]:
 
 
 def render(evaluation: Dict[str, Any], timing: Dict[str, Any], command: str, machine: str, date: str) -> str:
-    agreement = evaluation.get("agreement_b_vs_a") or {}
+    agreement = evaluation.get("row_agreement") or {}
     lines = ["## The built-in model against the anchor (issue 26)", "",
              f"Written by `{command}` on {date}, on {machine}. GoEmotions test "
              f"({evaluation['rows']:,} rows, 28 labels), every figure at the thresholds saved in the file "
@@ -113,8 +113,8 @@ def render(evaluation: Dict[str, Any], timing: Dict[str, Any], command: str, mac
     lines.append(c.md_table(["model", "parameters", "thresholds", *[title for _, title in METRICS]],
                             _metric_rows(evaluation)))
     if agreement:
-        lines += ["", f"Row agreement of the int8 file with its fp32 checkpoint: {100 * agreement['same_label_set']:.2f}% "
-                  f"of rows with the same label set, largest score difference {agreement['max_abs_diff']:.3f}."]
+        lines += ["", f"Row agreement of the int8 file with its fp32 checkpoint: {100 * agreement['share']:.2f}% "
+                  f"of rows with the same label set, largest score difference {agreement['max_abs_score_diff']:.3f}."]
     lines += ["", "SamLowe's figures are from its model card, not measured here (the hub cannot be reached from "
               "this machine): at 0.5 for every label, and with one threshold per label chosen on the test split "
               "itself, which makes its 0.541 an optimistic figure for unseen data; the built-in model's thresholds "

@@ -102,7 +102,8 @@ def run_speed(sets: Dict[str, Path], paths: Dict[str, Path], keys: Sequence[str]
 # =========================================================================== accuracy and profile
 
 
-def run_accuracy(sets: Dict[str, Path], paths: Dict[str, Path], keys: Sequence[str], label_names: Path) -> Dict[str, Any]:
+def run_accuracy(sets: Dict[str, Path], paths: Dict[str, Path], keys: Sequence[str], label_names: Path,
+                 first_label_id: int = 0) -> Dict[str, Any]:
     """Per set and file: metrics at the saved thresholds (all files share them), row agreement with the
     fp32 file, and how many rows a smaller token budget (512: other batch-mates) moves (issue 25)."""
     from mlbert.runtime.classifier import load
@@ -112,7 +113,7 @@ def run_accuracy(sets: Dict[str, Path], paths: Dict[str, Path], keys: Sequence[s
 
     out: Dict[str, Any] = {}
     for set_name, data in sets.items():
-        labelled = read_labelled_file(str(data), label_names=c.read_lines(label_names))
+        labelled = read_labelled_file(str(data), label_names=c.read_lines(label_names), label_id_base=first_label_id)
         out[set_name] = {}
         evaluations = {}
         for key in keys:
@@ -142,7 +143,8 @@ def run_profiles(sets: Dict[str, Path], paths: Dict[str, Path], keys: Sequence[s
 
 def run_int8(checkpoint: Path, fp32: Path, work: Path, *, data_dir: Path = c.DATA_DIR, repeats: int = 3,
              keys: Sequence[str] = tuple(CANDIDATES), trained: bool = True, rows: Optional[int] = None,
-             profile_rows: int = 2000, pipeline: bool = True, parts: Sequence[str] = PARTS) -> Dict[str, Any]:
+             profile_rows: int = 2000, pipeline: bool = True, parts: Sequence[str] = PARTS,
+             first_label_id: int = 0) -> Dict[str, Any]:
     """The whole int8 part: files, text sets, speed, profiles, accuracy; ``parts`` picks among the last three.
     The main text set is ``data_dir``'s test split, named after the folder."""
     from mlbert.runtime.cpus import CpuFeatures
@@ -170,7 +172,7 @@ def run_int8(checkpoint: Path, fp32: Path, work: Path, *, data_dir: Path = c.DAT
     if "speed" in parts:
         results["speed"] = run_speed(sets, paths, keys, work, repeats, label_names, pipeline)
     if trained and "accuracy" in parts:
-        results["accuracy"] = run_accuracy(sets, paths, keys, label_names)
+        results["accuracy"] = run_accuracy(sets, paths, keys, label_names, first_label_id)
     results["elapsed_s"] = time.monotonic() - started
     return results
 
@@ -187,21 +189,36 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-pipeline", action="store_true")
     p.add_argument("--data-dir", type=Path, default=c.DATA_DIR, help="data folder: its test split is the main set, "
                    "its dev split gives the tweet-length set and the calibration texts [%(default)s]")
+    p.add_argument("--first-label-id", type=int, default=0, help="the data's first label id (XED English: 1)")
     p.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of: " + ", ".join(PARTS))
     p.add_argument("--json", type=Path, help="write the raw results here")
     p.add_argument("--doc", type=Path, help="write the tables as a document (machine, command, targets) here")
+    p.add_argument("--block", help="write them into docs/BENCHMARKS.md as the block NAME (doc_sections.update_block)")
+    p.add_argument("--from-json", type=Path, help="measure nothing: render the results a --json run wrote")
     a = p.parse_args(argv)
     keys = ["fp32"] + [k for k in a.candidates.split(",") if k and k != "fp32"]
-    results = run_int8(a.checkpoint, a.fp32, a.work, repeats=a.repeats, keys=keys, trained=not a.no_accuracy,
-                       rows=a.rows, pipeline=not a.no_pipeline, data_dir=a.data_dir,
-                       parts=[x for x in a.parts.split(",") if x])
-    if a.json:
+    if a.from_json:
+        results = json.loads(a.from_json.read_text(encoding="utf-8"))
+    else:
+        results = run_int8(a.checkpoint, a.fp32, a.work, repeats=a.repeats, keys=keys, trained=not a.no_accuracy,
+                           rows=a.rows, pipeline=not a.no_pipeline, data_dir=a.data_dir,
+                           parts=[x for x in a.parts.split(",") if x], first_label_id=a.first_label_id)
+        results.update(machine=c.machine_info(), argv=list(argv if argv is not None else sys.argv[1:]))
+    if a.json and not a.from_json:
         a.json.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     text = report(results) + "\n" + c.md_table(["target", "measured", "status"], targets(results))
     print(text)
+    page = document(results, text, argv if argv is not None else sys.argv[1:])
     if a.doc:
-        a.doc.write_text(document(results, text, argv if argv is not None else sys.argv[1:]), encoding="utf-8")
+        a.doc.write_text(page, encoding="utf-8")
         c.log(f"wrote {c.shown_path(str(a.doc))}")
+    if a.block:
+        import doc_sections
+
+        # One level down: a block sits inside BENCHMARKS.md, under its own "##" title.
+        doc_sections.update_block(c.REPO / "docs" / "BENCHMARKS.md", a.block,
+                                  "\n".join(("#" + line) if line.startswith("#") else line for line in page.splitlines()))
+        c.log(f"wrote the {a.block} block of docs/BENCHMARKS.md")
     return 0
 
 

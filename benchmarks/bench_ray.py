@@ -23,7 +23,6 @@ apart. Needs ``pip install 'mlbert[ray]'``.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile

@@ -181,13 +181,13 @@ def speed_section(results: Dict[str, Any]) -> List[str]:
 
 def document(results: Dict[str, Any], text: str, argv: Sequence[str]) -> str:
     """The report as a stand-alone page: what ran it, on which machine, with which kernels."""
-    m = c.machine_info()
-    command = " ".join(["python benchmarks/bench_int8.py", *[c.shown_path(x) for x in argv]])
+    m = results.get("machine") or c.machine_info()
+    command = " ".join(["python benchmarks/bench_int8.py", *[c.shown_path(x) for x in results.get("argv", argv)]])
     if results.get("forced"):
         command = f"python benchmarks/force_avx2.py -- {command}"
     kernels = (f"onnxruntime and PyTorch held to their **{results['cpu']}** kernels by `benchmarks/force_avx2.py` "
                "(the same cores, clocks and caches; other kernels)" if results.get("forced")
                else f"int8 kernel path `{results['cpu']}`")
-    return (f"# int8 schemes side by side: {kernels}\n\n"
+    return (f"# int8 schemes side by side on {next(iter(results['sets']))}: {kernels}\n\n"
             f"Written by `{command}`, finished {m['date']}, in {results['elapsed_s'] / 60:.1f} minutes, on "
             f"{c.machine_line(m)}.\n\n" + text + "\n")

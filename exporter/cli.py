@@ -30,7 +30,7 @@ def _stopped_message(what: str, obj: Dict[str, Any]) -> str:
                    "with PyTorch row by row and on accuracy.")
 @click.option("--quantize-config", type=click.Choice(QUANTIZE_CONFIGS),
               help=f"int8 scheme [default: {DEFAULT_INT8_SCHEME}: one activation scale per token, so a row's "
-                   "scores depend on that row alone; signed 7-bit weights, one file fast and exact on every CPU]; "
+                   "scores depend on that row alone; signed 7-bit weights that never saturate, one file for every CPU]; "
                    "docs/EXPORT.md compares them.")
 @click.option("--optimize", type=click.Choice(OPTIMIZE_LEVELS),
               help="optimum graph optimization level. O1/O2 fuse operators (checked exactly); O3 adds an approximate "

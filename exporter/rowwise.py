@@ -14,7 +14,11 @@ engine, or alone. Here each matrix product with constant weights becomes::
 A token's numbers depend on that token alone, and a padding token is a row of its own, so it
 cannot touch a real one. The integer products run on the same MLAS U8S8 kernels as the dynamic
 scheme: dot-product instructions on VNNI, ``VPMADDUBSW`` on AVX2, where 7-bit weights keep every
-pair sum in range (2 x 255 x 64 < 32767), so the file computes the same numbers on every x86 CPU.
+pair sum in range (2 x 255 x 64 < 32767): no integer product saturates on any x86 CPU. (The float
+steps between the products, LayerNorm, softmax and the scales, round their last bits differently
+on other kernels, and a requantized value near a rounding step can move: on onnxruntime's AVX2
+kernels the probabilities moved by up to 0.003 on 300 texts, `benchmarks/force_avx2.py --check`,
+against 0.02 for the per-batch file. On one machine a row's scores are fixed to the bit.)
 Integer accumulation is exact, so no kernel blocking can make a row's result depend on how many
 rows share the batch. Products that read one tensor (query, key, value) share its quantized copy.
 

@@ -80,8 +80,8 @@ PY
       ;;
     card)
       # The model card from the figures the build measured (test-metrics.json comes from the check step's
-      # mlb-eval, so the card step runs it first when it is missing).
-      [ -f "$OUT/test-metrics.json" ] || run "$BIN/mlb-eval" "$OUT/checkpoint" "$OUT/goemotions.int8.onnx" \
+      # mlb-eval, so the card step runs it first when it is missing or older than the model file).
+      [ "$OUT/test-metrics.json" -nt "$OUT/goemotions.int8.onnx" ] || run "$BIN/mlb-eval" "$OUT/checkpoint" "$OUT/goemotions.int8.onnx" \
           "$DATA/test.tsv.gz" --label-names "$DATA/emotions.txt" --json "$OUT/test-metrics.json" --quiet
       run "$BIN/python" scripts/builtin_model_card.py "$OUT" "$OUT/goemotions.md"
       if cmp -s "$OUT/goemotions.md" mlbert/models/goemotions.md; then

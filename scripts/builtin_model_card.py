@@ -83,10 +83,10 @@ def _figures(evaluation: Dict[str, Any]) -> str:
     text = [f"## Test figures\n\nGoEmotions test split ({evaluation['rows']:,} comments), never used to choose "
             "anything, at the saved thresholds:\n", _table(["metric", "this file (int8)", "fp32 checkpoint",
                                                              "int8 - fp32, points"], rows)]
-    agreement = evaluation.get("agreement_b_vs_a")
+    agreement = evaluation.get("row_agreement")
     if agreement:
-        text.append(f"\nThe int8 file gives {100 * agreement['same_label_set']:.2f}% of test rows the same label "
-                    f"set as the fp32 checkpoint (largest probability difference {agreement['max_abs_diff']:.3f}).")
+        text.append(f"\nThe int8 file gives {100 * agreement['share']:.2f}% of test rows the same label "
+                    f"set as the fp32 checkpoint (largest probability difference {agreement['max_abs_score_diff']:.3f}).")
     return "\n".join(text) + "\n"
 
 
@@ -106,6 +106,8 @@ def card(run: str, model_file: str) -> str:
     header = evaluation["models"][1].get("info") or {}
     quantization = header.get("quantization") or {}
     scheme = quantization.get("config") or quantization.get("scheme") or "int8"
+    if quantization.get("row_independent"):
+        scheme += ": one activation scale per token, so a text's labels never depend on what it is batched with"
     counts = training.get("train_label_counts") or {}
     preface = PREFACE.format(train_rows=training["train_rows"], validation_rows=training["validation_rows"],
                              best_step=str(training.get("best_checkpoint", "?")).rsplit("-", 1)[-1],

@@ -19,7 +19,7 @@ Conventions, chosen so that no number silently changes meaning:
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 

@@ -153,7 +153,7 @@ def render(results: Dict[str, Any], brief: bool = False) -> str:
             f"- GPU: {_fmt(m.get('gpu'))}", f"- CPU: {m.get('cpu')}, {m.get('usable_cores')} usable of {m.get('cores')} "
             f"cores, flags {', '.join(m.get('cpu_flags') or []) or '-'}",
             f"- Python {m.get('python')}; " + ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items() if v),
-            f"- the commands imported: " + ", ".join(
+            "- the commands imported: " + ", ".join(
                 f"{k} {v.get('version')} from {v.get('from')}" if "from" in v else f"{k}: {v.get('error')}"
                 for k, v in (results.get("stack") or {}).items() if isinstance(v, dict)),
             f"- onnxruntime providers: {_fmt(_get(results, 'stack', 'onnxruntime_providers'))}; torch CUDA: "
