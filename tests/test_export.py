@@ -439,6 +439,25 @@ def test_optimize_o2_with_int8_is_quantized_after_the_fusions(varied_checkpoint,
     assert result.reports[-1].variant == "int8 O2 unfused" and not result.reports[-1].failures
 
 
+def test_optimize_o2_with_the_default_int8_keeps_rows_independent(varied_checkpoint, tmp_path):
+    """O2 fuses attention into one fp32 Attention operator; the row-wise scheme quantizes the matrix products
+    left (feed-forward, attention output), and a text scored alone gets the bits it gets in a batch."""
+    import onnx
+
+    from mlbert.exporter.export import export_model
+    from mlbert.runtime.classifier import load
+
+    result = export_model(str(varied_checkpoint), str(tmp_path / "o2.onnx"), quantize="int8", optimize="O2",
+                          limits=LOOSE_ROWS)
+    ops = {n.op_type for n in onnx.load(result.path).graph.node}
+    assert {"Attention", "MatMulIntegerToFloat", "QuantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
+    assert ModelHeader.from_metadata(_metadata(result.path)).quantization["config"] == "rowwise"
+    texts = _texts(12, seed=3)
+    together = load(result.path, "cpu").predict_proba(texts)
+    alone = np.vstack([load(result.path, "cpu").predict_proba([t]) for t in texts])
+    assert np.array_equal(together, alone)
+
+
 @pytest.mark.parametrize("flags,warned", [({"avx2", "fma"}, True), ({"avx2", "avx512f", "avx512bw", "avx512dq",
                                                                     "avx512vl", "avx512_vnni"}, False)])
 def test_mlb_batch_warns_once_when_the_int8_file_does_not_suit_the_cpu(flags, warned, varied_checkpoint, tmp_path,

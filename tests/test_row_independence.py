@@ -123,3 +123,25 @@ def test_mlb_batch_writes_a_row_the_same_whatever_its_batch(files, kind, tmp_pat
     runs = [cli_records(files[kind], data, tmp_path / f"out{i}.jsonl", s) for i, s in enumerate(settings)]
     for options, records in zip(settings[1:], runs[1:]):
         assert records == runs[0], f"mlb-batch {' '.join(options)} wrote other records"
+
+
+@pytest.mark.parametrize("kind", ["fp32", "int8", "unfused"])
+def test_a_file_quantized_per_batch_is_named_once_and_others_are_not(files, kind, tmp_path):
+    """An int8 file whose scores depend on its batch (every int8 file before issue 25) gets one line saying so
+    in mlb-batch's output and in ``Classifier.notes``; the fp32 and the default int8 file get none."""
+    from mlbert.batch.cli import cli
+    from mlbert.runtime.classifier import load
+
+    data = tmp_path / "in.txt"
+    data.write_text("so happy\nso sad\nwhat a day\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, [str(data), "-m", str(files[kind]), "-o", str(tmp_path / "out.jsonl"),
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if "quantized per batch" in line]
+    notes = [n for n in load(files[kind], "cpu").notes if "quantized per batch" in n]
+    expected = 1 if kind == "unfused" else 0
+    assert len(said) == expected and len(notes) == expected
+    if expected:
+        assert said[0].startswith(f"mlb-batch: {files[kind]}: int8 file quantized per batch")
+        assert "mlb-export --quantize int8" in said[0]
+    assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 3
