@@ -79,7 +79,8 @@ def speed(checkpoint: Path, data: Path, work: Path, repeats: int) -> Dict[str, A
                 if r["rc"] not in (0, 3):
                     raise RuntimeError(f"mlb-batch failed (exit {r['rc']}): {r['stderr'].strip()[-300:]}")
                 result = bi.mlb_batch_result(r["stderr"], name)
-                result["summary"] = r["stderr"].strip().splitlines()[-1]
+                # The scratch folder is this machine's: the document names the file only.
+                result["summary"] = r["stderr"].strip().splitlines()[-1].replace(str(out), out.name)
                 result.update(wall=r["wall"], startup=max(0.0, r["wall"] - result["seconds"]))
             else:
                 result = bi.run_contender(name, data, out, {"checkpoint": checkpoint}, timeout=3600)
