@@ -188,6 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         text = run_sweep(args.dataset_list, args.lock, args.rerun, machine, command)
     else:
         results = run_study(args.mode, args.dataset_list, args.variant_list, args.lock, args.rerun, args.every_run)
+        machine["date"] = c.machine_info()["date"]  # "finished": after the runs, not when the command started
         _save_results(args.mode, results)
         text = render(args.mode, results, args.variant_list, args.dataset_list, machine, command)
     print(text)
