@@ -72,7 +72,7 @@ class Int8Scheme:
 
     def settings(self) -> Dict[str, Any]:
         """The header's record of the scheme (``ModelHeader.quantization``; read by ``runtime.cpus``)."""
-        out = {
+        return {
             "mode": "int8", "method": self.method, "config": self.name,
             "weights_dtype": "QInt8" if self.weights == "int8" else "QUInt8", "activations_dtype": "QUInt8",
             "reduce_range": self.reduce_range, "per_channel": self.per_channel, "fused": self.fuse,
@@ -81,7 +81,6 @@ class Int8Scheme:
             "row_independent": self.row_independent,
             "tool": "mlbert.exporter.rowwise" if self.row_independent else "onnxruntime.quantization.quantize_dynamic",
         }
-        return out
 
 
 INT8_SCHEMES: Dict[str, Int8Scheme] = {s.name: s for s in (

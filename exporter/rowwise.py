@@ -60,15 +60,6 @@ class _Rewrite:
         return name
 
 
-def quantize_weight(weight: np.ndarray, bits: int = WEIGHT_BITS) -> Tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-output-column int8 weights (``bits`` wide) rounded to nearest, and their float32 scales."""
-    levels = 2 ** (bits - 1) - 1
-    scale = np.abs(weight).max(axis=0).astype(np.float64) / levels
-    scale[scale == 0] = 1.0
-    quantized = np.clip(np.round(weight / scale), -levels, levels).astype(np.int8)
-    return quantized, scale.astype(np.float32)
-
-
 def quantizable_products(graph: Any, keep_fp32: Sequence[str] = ()) -> Dict[str, List[Any]]:
     """MatMul nodes whose second input is a constant 2-D float matrix, grouped by their first input."""
     from onnx import TensorProto
@@ -100,14 +91,13 @@ class RowInput:
 WeightQuantizer = Callable[[str, np.ndarray], Tuple[np.ndarray, np.ndarray]]
 
 
-def quantize_rowwise(src: str, dst: str, *, keep_fp32: Sequence[str] = (), weight_bits: int = WEIGHT_BITS,
-                     inputs: Optional[Mapping[str, RowInput]] = None,
-                     weights: Optional[WeightQuantizer] = None) -> Dict[str, Any]:
+def quantize_rowwise(src: str, dst: str, weights: WeightQuantizer, *, weight_bits: int,
+                     keep_fp32: Sequence[str] = (), inputs: Optional[Mapping[str, RowInput]] = None) -> Dict[str, Any]:
     """Rewrite ``src``'s constant-weight products (and embedding tables) as per-row int8 into ``dst``.
 
-    ``keep_fp32`` names MatMul nodes left in float; ``inputs`` says how to quantize some inputs
-    (by tensor name); ``weights`` quantizes the weights (default: round to nearest, per column).
-    Returns what was done, for the header.
+    ``weights`` quantizes each (smoothed) weight matrix to ``weight_bits`` (``exporter.gptq``, which
+    rounds to nearest without calibration); ``keep_fp32`` names MatMul nodes left in float;
+    ``inputs`` says how to quantize some inputs (by tensor name). Returns what was done, for the header.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -126,7 +116,7 @@ def quantize_rowwise(src: str, dst: str, *, keep_fp32: Sequence[str] = (), weigh
             matrix = numpy_helper.to_array(initializers[product.input[1]]).astype(np.float64)
             if spec.smooth is not None:
                 matrix = matrix * np.asarray(spec.smooth, np.float64)[:, None]
-            weight, scale = weights(source, matrix) if weights else quantize_weight(matrix, weight_bits)
+            weight, scale = weights(source, matrix)
             _int8_product(rewrite, f"mlb_rq{index}_{j}", product, (weight, scale), rows, spec.shift)
             if j == 0:  # the first reader in graph order: the rows are quantized just before it
                 rewrite.nodes[product.output[0]] = rewrite.nodes.pop(f"mlb_rq{index}") + rewrite.nodes[product.output[0]]

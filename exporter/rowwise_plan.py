@@ -59,7 +59,7 @@ def quantize_planned(src: str, dst: str, calibration: Optional[Calibration], *, 
                 hessian = hessian / np.outer(smooth, smooth)
         return gptq(matrix, hessian, rowwise.WEIGHT_BITS, act_order)
 
-    done = rowwise.quantize_rowwise(src, dst, inputs=inputs, weights=weights)
+    done = rowwise.quantize_rowwise(src, dst, weights, weight_bits=rowwise.WEIGHT_BITS, inputs=inputs)
     done.update(calibration_tokens=max((s.tokens for s in stats.values()), default=0),
                 weight_rounding="gptq" if stats else "nearest")
     return done

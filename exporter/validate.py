@@ -28,8 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mlbert.decisions import RowAgreement, decide, row_agreement
-from mlbert.errors import InputError, MlbError
+from mlbert.decisions import decide
+from mlbert.errors import InputError, MlbError, UsageError
 
 # Varied on purpose: emotions, negation, emoji (with modifiers and ZWJ), mentions, URLs,
 # hashtags, non-English, digits, a text with nothing to read (a zero-width joiner: the shortest
@@ -88,8 +88,6 @@ class GateLimits:
 
     def check(self) -> None:
         """Refuse limits that cannot mean anything (a UsageError naming the option)."""
-        from mlbert.errors import UsageError
-
         if not 0.0 <= self.min_row_agreement <= 100.0:
             raise UsageError(f"--min-row-agreement is a percentage from 0 to 100, not {self.min_row_agreement:g}")
         if self.max_score_diff < 0:
@@ -115,11 +113,15 @@ class ValidationReport:
     limits: GateLimits = field(default_factory=GateLimits)
     failures: List[str] = field(default_factory=list)
     forced: bool = False
-    agreement: Optional[RowAgreement] = None
 
     @property
     def passed(self) -> bool:
         return not self.failures or self.forced
+
+    @property
+    def same_labels_percent(self) -> float:
+        """Percent of rows whose label set is PyTorch's: what --min-row-agreement limits."""
+        return 100.0 * self.rows_identical / max(1, self.rows)
 
     @property
     def drops(self) -> Optional[Dict[str, float]]:
@@ -170,7 +172,7 @@ class ValidationReport:
                          _ok(self.max_abs_diff <= lim.max_score_diff)))
             cells = max(1, self.rows * self.labels)
             rows.append(("label decisions agreeing", f"{100.0 * (1 - self.changed_decisions / cells):.2f}%", "", "info"))
-            share = 100.0 * self.rows_identical / max(1, self.rows)
+            share = self.same_labels_percent
             rows.append(("rows with the same labels", f"{self.rows_identical}/{self.rows} ({share:.2f}%)",
                          f">= {lim.min_row_agreement:g}%", _ok(share >= lim.min_row_agreement - 1e-9)))
             drops = self.drops
@@ -238,7 +240,6 @@ def compare(
         raise MlbError("verification: the exported file produced NaN or infinite probabilities")
     n, n_labels = reference.shape
     diff = np.abs(reference - candidate)
-    agreement = row_agreement(reference, candidate, thresholds)
     ref_dec = decide(reference, thresholds)
     cand_dec = decide(candidate, thresholds)
     changed = ref_dec != cand_dec
@@ -253,9 +254,8 @@ def compare(
         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
         changed_decisions=int(changed.sum()),
         borderline_changes=int(np.logical_and(changed, near).sum()),
-        rows_identical=agreement.same_rows,
+        rows_identical=int((~changed.any(axis=1)).sum()) if n else 0,
         limits=limits,
-        agreement=agreement,
     )
     if y_true is not None:
         report.reference_metrics = _metrics(y_true, reference, thresholds)
@@ -286,7 +286,7 @@ def _gate_failures(report: ValidationReport) -> List[str]:
     most the limits' points of micro-F1, macro-F1 and Jaccard."""
     limits = report.limits
     failures = []
-    share = 100.0 * report.rows_identical / max(1, report.rows)
+    share = report.same_labels_percent
     if share < limits.min_row_agreement - 1e-9:
         failures.append(f"gives {report.rows - report.rows_identical} of {report.rows} rows other labels than "
                         f"PyTorch ({share:.2f}% agree, limit {limits.min_row_agreement:g}%, --min-row-agreement)")

@@ -20,7 +20,8 @@ from conftest import REPO_ROOT, TINY_LABELS, write_varied_checkpoint
 from mlbert.exporter.validate import GateLimits
 
 # The tiny random model (weights drawn with std 0.3) is far more fragile than a trained one: tests whose
-# subject is not the row-agreement gate gives it room (the gate itself is tested in tests/test_rowwise.py).
+# subject is not the row-agreement gate gives it room (the gate itself: test_compare_exact_and_lossy_on_arrays and
+# test_gate_refuses_a_file_made_to_disagree_row_by_row, below).
 LOOSE_ROWS = GateLimits(min_row_agreement=50.0, max_score_diff=0.5)
 
 
