@@ -2,8 +2,8 @@
 
 Every candidate is made by the exporter's own steps (``exporter.quantize.fuse_encoder`` and
 ``quantize_int8``, the code behind ``mlb-export --quantize int8 --quantize-config NAME``), so
-the files differ only in how they were quantized; two are made here by hand to measure
-roads the exporter does not take (static QDQ, the feed-forward output left in fp32).
+the files differ only in how they were quantized; ``int8_handmade`` makes the files that
+measure roads the exporter does not take (static QDQ, products left in fp32, MatMulNBits).
 The calibrated row-wise scheme reads the first ``exporter.quantize.CALIBRATION_MAX_ROWS``
 validation texts, as ``mlb-export --validate-on dev.tsv.gz`` does.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, Sequence, Tuple
 
 import common as c
+import int8_handmade
 
 TWEET_MIN_TOKENS = 20
 CALIBRATION_ROWS = 256
@@ -39,10 +40,7 @@ CANDIDATES: Dict[str, Tuple[str, str]] = {
                  "measurements below)"),
     "noattn": ("int8 fused except attention: S8 7-bit per-channel", "as portable, but attention left as "
                "MatMuls (quantized one by one) instead of one QAttention"),
-    "ffnfp32": ("int8 portable, feed-forward output in fp32", "as portable, but the 2nd feed-forward matrix of "
-                "each layer (input: GELU's output, the widest range) left in fp32"),
-    "static": ("int8 static QDQ: S8 7-bit per-channel, unfused", f"onnxruntime's quantize_static (QDQ, MinMax) "
-               f"calibrated on {CALIBRATION_ROWS} GoEmotions dev rows; activations' scales fixed ahead of time"),
+    **{key: title for key, title in int8_handmade.TITLES.items()},
 }
 
 
@@ -74,17 +72,11 @@ def build_candidates(fp32: Path, checkpoint: Path, folder: Path, keys: Sequence[
         fused = folder / f"{key}-fused-tmp.onnx"
         scheme = schemes.get(key)
         source = fp32
-        if key == "fp32fused" or (key not in ("ffnfp32", "static") and scheme is not None and scheme.fuse):
+        if key == "fp32fused" or (scheme is not None and scheme.fuse):
             q.fuse_encoder(str(fp32), str(fused), hf_config, attention=scheme is None or scheme.fuse_attention)
             source = fused
-        if key == "ffnfp32":
-            q.fuse_encoder(str(fp32), str(fused), hf_config)
-            quantize_leaving_ffn_output(fused, out)
-            header.quantization = dict(q.INT8_SCHEMES["portable"].settings(), config="ffnfp32")
-        elif key == "static":
-            quantize_static_qdq(fp32, out, data_dir)
-            header.quantization = {"mode": "int8", "method": "static", "config": "static", "weights_dtype": "QInt8",
-                                   "reduce_range": True, "per_channel": True, "fused": False}
+        if key in int8_handmade.TITLES:
+            header.quantization = int8_handmade.build(key, fp32, fused, out, data_dir, hf_config)
         elif scheme is not None:
             calibration = calibration_texts(fp32, data_dir) if scheme.calibrated else None
             done = q.quantize_int8(str(source), str(out), scheme, calibration)
@@ -106,53 +98,6 @@ def calibration_texts(fp32: Path, data_dir: Path):
     from mlbert.exporter.quantize import CALIBRATION_MAX_ROWS
 
     return Calibration(c.read_tsv_texts(data_dir / "dev.tsv.gz", limit=CALIBRATION_MAX_ROWS), c.read_header(fp32))
-
-
-def quantize_leaving_ffn_output(fused: Path, out: Path) -> None:
-    """The portable scheme's settings with each layer's feed-forward output matrix left in fp32."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    keep = [n.name for n in onnx.load(str(fused), load_external_data=False).graph.node
-            if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name]
-    if not keep:
-        raise RuntimeError(f"{fused}: no feed-forward output MatMul found by name")
-    quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                     nodes_to_exclude=keep, extra_options={"MatMulConstBOnly": True,
-                                                           "DefaultTensorType": onnx.TensorProto.FLOAT})
-
-
-def quantize_static_qdq(fp32: Path, out: Path, data_dir: Path) -> None:
-    """Static QDQ int8 (signed 7-bit per-channel weights), activation ranges from GoEmotions dev rows."""
-    import numpy as np
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-
-    from mlbert.runtime.encoder import Encoder
-
-    header = c.read_header(fp32)
-    encoder = Encoder(header)
-    texts = header.preprocessing.apply(c.read_tsv_texts(data_dir / "dev.tsv.gz", limit=CALIBRATION_ROWS))
-    feeds = []
-    for i in range(0, len(texts), 32):
-        chunk = encoder.encode(texts[i:i + 32])
-        width = int(chunk.lengths.max())
-        batch = chunk.batch(np.arange(len(chunk)), width)
-        feed = {"input_ids": batch.input_ids.astype(np.int64), "attention_mask": batch.attention_mask.astype(np.int64)}
-        if "token_type_ids" in header.input_names:
-            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-        feeds.append(feed)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(feeds)
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["MatMul"])
 
 
 def tweet_length_set(fp32: Path, data_dir: Path, folder: Path, min_tokens: int = TWEET_MIN_TOKENS) -> Path:

@@ -16,7 +16,7 @@ All of it is fixed at export, per channel or per matrix, so a row still depends 
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -29,13 +29,17 @@ SMOOTH_ALPHA = 0.5
 
 
 def quantize_planned(src: str, dst: str, calibration: Optional[Calibration], *, alpha: float = SMOOTH_ALPHA,
-                     act_order: bool = True, stats: Optional[Dict[str, InputStats]] = None) -> Dict[str, Any]:
-    """Per-row int8 of ``src`` into ``dst``, refined as the module says; what was done, for the header."""
+                     act_order: bool = True, stats: Optional[Dict[str, InputStats]] = None,
+                     keep_fp32: Sequence[str] = ()) -> Dict[str, Any]:
+    """Per-row int8 of ``src`` into ``dst``, refined as the module says; what was done, for the header.
+
+    ``keep_fp32`` names MatMul nodes left in float (benchmarks measure what that buys).
+    """
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(src).graph
-    groups = rowwise.quantizable_products(graph)
+    groups = rowwise.quantizable_products(graph, keep_fp32)
     gelu = gelu_outputs(graph)
     if stats is None:
         stats = input_statistics(src, calibration, list(groups)) if calibration is not None and calibration.texts else {}
@@ -59,7 +63,8 @@ def quantize_planned(src: str, dst: str, calibration: Optional[Calibration], *, 
                 hessian = hessian / np.outer(smooth, smooth)
         return gptq(matrix, hessian, rowwise.WEIGHT_BITS, act_order)
 
-    done = rowwise.quantize_rowwise(src, dst, weights, weight_bits=rowwise.WEIGHT_BITS, inputs=inputs)
+    done = rowwise.quantize_rowwise(src, dst, weights, weight_bits=rowwise.WEIGHT_BITS, inputs=inputs,
+                                    keep_fp32=keep_fp32)
     done.update(calibration_tokens=max((s.tokens for s in stats.values()), default=0),
                 weight_rounding="gptq" if stats else "nearest")
     return done
