@@ -171,6 +171,16 @@ def read_header(onnx_path: Path):
     return ModelHeader.from_metadata(meta, where=str(onnx_path))
 
 
+def calibration_texts(fp32: Path, data_dir: Path) -> Any:
+    """What ``mlb-export --validate-on DATA/dev.tsv.gz`` calibrates on: its first texts, read by the fp32 file's
+    header (an ``exporter.calibrate.Calibration``; the int8 benchmarks' files all calibrate on it)."""
+    header = read_header(fp32)  # puts the repository on sys.path
+    from mlbert.exporter.calibrate import Calibration
+    from mlbert.exporter.quantize import CALIBRATION_MAX_ROWS
+
+    return Calibration(read_tsv_texts(data_dir / "dev.tsv.gz", limit=CALIBRATION_MAX_ROWS), header)
+
+
 # --------------------------------------------------------------------------- child processes
 
 

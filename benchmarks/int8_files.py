@@ -40,7 +40,7 @@ CANDIDATES: Dict[str, Tuple[str, str]] = {
                  "measurements below)"),
     "noattn": ("int8 fused except attention: S8 7-bit per-channel", "as portable, but attention left as "
                "MatMuls (quantized one by one) instead of one QAttention"),
-    **{key: title for key, title in int8_handmade.TITLES.items()},
+    **int8_handmade.TITLES,
 }
 
 
@@ -78,7 +78,7 @@ def build_candidates(fp32: Path, checkpoint: Path, folder: Path, keys: Sequence[
         if key in int8_handmade.TITLES:
             header.quantization = int8_handmade.build(key, fp32, fused, out, data_dir, hf_config)
         elif scheme is not None:
-            calibration = calibration_texts(fp32, data_dir) if scheme.calibrated else None
+            calibration = c.calibration_texts(fp32, data_dir) if scheme.calibrated else None
             done = q.quantize_int8(str(source), str(out), scheme, calibration)
             header.quantization = {k: v for k, v in done.items() if k != "path"}
         else:
@@ -90,14 +90,6 @@ def build_candidates(fp32: Path, checkpoint: Path, folder: Path, keys: Sequence[
         onnx.save(model, str(out))
         fused.unlink(missing_ok=True)
     return paths
-
-
-def calibration_texts(fp32: Path, data_dir: Path):
-    """What ``mlb-export --validate-on DATA/dev.tsv.gz`` calibrates on: its first texts, read by the fp32 file's header."""
-    from mlbert.exporter.calibrate import Calibration
-    from mlbert.exporter.quantize import CALIBRATION_MAX_ROWS
-
-    return Calibration(c.read_tsv_texts(data_dir / "dev.tsv.gz", limit=CALIBRATION_MAX_ROWS), c.read_header(fp32))
 
 
 def tweet_length_set(fp32: Path, data_dir: Path, folder: Path, min_tokens: int = TWEET_MIN_TOKENS) -> Path:

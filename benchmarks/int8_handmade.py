@@ -5,26 +5,28 @@ another road have met the row-agreement bar?" with a file, measured by the same 
 
 * ``ffnfp32``: the per-batch scheme with each layer's feed-forward output product in fp32;
 * ``static``, ``staticpct``, ``staticent``: onnxruntime's ``quantize_static`` (QDQ), activation
-  ranges fixed at export from dev rows by MinMax, percentile (99.999) or entropy;
-* ``qkvfp32``, ``ffn2fp32``: the default row-wise file with one kind of product left in fp32
-  (the query/key/value products, or the feed-forward output products: the two kinds whose
-  fp32 copy helped most on XED English dev rows; no single kind helped much);
+  ranges fixed at export from dev rows by MinMax, percentile (99.999) or entropy. As onnxruntime's
+  calibrators see them, the ranges include padding positions: each batch's own for MinMax, one
+  width shared by every batch for the histogram methods (which stack the batches);
+* ``qkvfp32``, ``ffn2fp32``: the default row-wise file with one kind of product left in fp32:
+  each layer's query, key and value products, or each layer's feed-forward output product;
 * ``nbits``: every constant-weight product as onnxruntime's ``MatMulNBits``, 8-bit weights
   with a scale per 32 input channels, ``accuracy_level`` 4 (activations quantized to int8 per
   32 channels of each row by the kernel, integer dot products);
-* ``wonly``: the same with 16 channels per scale and ``accuracy_level`` 1: the weights dequantized
-  and multiplied in fp32, no activation quantized: the error of 8-bit weights rounded to nearest
-  on a fine grid, alone;
-* ``gptqw8``: 8-bit weights rounded by GPTQ (``exporter.gptq``, calibrated as the default file),
-  a scale per output column, stored dequantized in an fp32 file: the error of the best 8-bit
-  weight rounding this project has, alone. With ``wonly`` it bounds what any scheme with
-  8-bit weights can reach, whatever it does with the activations.
+* ``wonly``: ``MatMulNBits`` with a scale per 16 channels and ``accuracy_level`` 1: the weights
+  dequantized and multiplied in fp32, no activation quantized;
+* ``gptqw8``: 8-bit weights rounded by GPTQ (``exporter.gptq``, ``X^T X`` from the default file's
+  calibration texts, no smoothing), a scale per output column, stored dequantized in an fp32 file.
+
+``wonly`` and ``gptqw8`` show what two 8-bit weight roundings cost when no activation is
+quantized (to nearest with a scale per 16 channels; GPTQ with a scale per column). They do not
+rule out finer or trained 8-bit roundings.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -44,10 +46,10 @@ TITLES = {
                f"MinMax) calibrated on {CALIBRATION_ROWS} dev rows; activations' scales fixed ahead of time"),
     "staticpct": ("int8 static QDQ percentile", f"as static, ranges at the {PERCENTILE} percentile"),
     "staticent": ("int8 static QDQ entropy", "as static, ranges by entropy (KL) calibration"),
-    "qkvfp32": ("int8 rowwise, query/key/value in fp32", "the default file with the 18 query, key and value "
-                "products left in fp32"),
-    "ffn2fp32": ("int8 rowwise, feed-forward output in fp32", "the default file with the 6 feed-forward output "
-                 "products left in fp32"),
+    "qkvfp32": ("int8 rowwise, query/key/value in fp32", "the default file with each layer's query, key and "
+                "value products left in fp32"),
+    "ffn2fp32": ("int8 rowwise, feed-forward output in fp32", "the default file with each layer's feed-forward "
+                 "output product left in fp32"),
     "nbits": ("MatMulNBits 8-bit, 32 channels per scale, int8 compute", "onnxruntime's MatMulNBits, bits 8, "
               "block 32, accuracy_level 4 (activations int8 per 32 channels of a row)"),
     "wonly": ("MatMulNBits 8-bit weights only, fp32 compute", "MatMulNBits, bits 8, block 16, accuracy_level 1: "
@@ -83,7 +85,8 @@ def build(key: str, fp32: Path, fused: Path, out: Path, data_dir: Path, hf_confi
     raise KeyError(key)
 
 
-def _constant_matmuls(graph: Any):
+def _constant_matmuls(graph: Any) -> List[Tuple[Any, Any]]:
+    """(MatMul node, its constant 2-D float weight initializer), in graph order."""
     from onnx import TensorProto
 
     matrices = {i.name: i for i in graph.initializer if len(i.dims) == 2 and i.data_type == TensorProto.FLOAT}
@@ -94,7 +97,6 @@ def rowwise_keeping(fp32: Path, out: Path, data_dir: Path, kind: str) -> Dict[st
     """The default row-wise file (calibrated as mlb-export --validate-on dev) with ``kind``'s products in fp32."""
     import onnx
 
-    from int8_files import calibration_texts
     from mlbert.exporter import quantize as q
     from mlbert.exporter.rowwise_plan import quantize_planned
 
@@ -104,22 +106,24 @@ def rowwise_keeping(fp32: Path, out: Path, data_dir: Path, kind: str) -> Dict[st
             if any(p in n.name for p in include) and not (exclude and exclude in n.name)]
     if not keep:
         raise RuntimeError(f"{fp32}: no MatMul named like {include}")
-    done = quantize_planned(str(fp32), str(out), calibration_texts(fp32, data_dir), keep_fp32=keep)
+    done = quantize_planned(str(fp32), str(out), c.calibration_texts(fp32, data_dir), keep_fp32=keep)
     return dict(q.INT8_SCHEMES["rowwise"].settings(), **done, config=kind)
 
 
 def gptq_weights_only(fp32: Path, out: Path, data_dir: Path, *, bits: int) -> int:
-    """``fp32`` with every constant-weight MatMul's weights rounded by GPTQ to ``bits`` and stored dequantized."""
+    """``fp32`` with every constant-weight MatMul's weights rounded by GPTQ to ``bits`` and stored dequantized.
+
+    A matrix read by several products (none in BERT) is rounded once, with its first reader's ``X^T X``.
+    """
     import onnx
     from onnx import numpy_helper
 
-    from int8_files import calibration_texts
     from mlbert.exporter.calibrate import input_statistics
     from mlbert.exporter.gptq import gptq
 
     model = onnx.load(str(fp32))
     products = _constant_matmuls(model.graph)
-    stats = input_statistics(str(fp32), calibration_texts(fp32, data_dir), sorted({n.input[0] for n, _ in products}))
+    stats = input_statistics(str(fp32), c.calibration_texts(fp32, data_dir), sorted({n.input[0] for n, _ in products}))
     done = set()
     for node, matrix in products:
         if matrix.name in done:
@@ -208,12 +212,14 @@ def quantize_static_qdq(fp32: Path, out: Path, data_dir: Path, method: str = "Mi
         if "token_type_ids" in header.input_names:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         feeds.append(feed)
+    if not feeds:
+        raise ValueError(f"{data_dir / 'dev.tsv.gz'}: fewer than 32 texts to calibrate {method} ranges on")
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.items = iter(feeds)
 
-        def get_next(self):
+        def get_next(self) -> Any:
             return next(self.items, None)
 
     options = {"CalibPercentile": PERCENTILE} if method == "Percentile" else {}
