@@ -86,11 +86,13 @@ def build(key: str, fp32: Path, fused: Path, out: Path, data_dir: Path, hf_confi
 
 
 def _constant_matmuls(graph: Any) -> List[Tuple[Any, Any]]:
-    """(MatMul node, its constant 2-D float weight initializer), in graph order."""
-    from onnx import TensorProto
+    """(MatMul node, its constant weight initializer) for every product the exporter would quantize
+    (``exporter.rowwise.quantizable_products``), in graph order."""
+    from mlbert.exporter.rowwise import quantizable_products
 
-    matrices = {i.name: i for i in graph.initializer if len(i.dims) == 2 and i.data_type == TensorProto.FLOAT}
-    return [(n, matrices[n.input[1]]) for n in graph.node if n.op_type == "MatMul" and n.input[1] in matrices]
+    chosen = {p.output[0] for products in quantizable_products(graph).values() for p in products}
+    matrices = {i.name: i for i in graph.initializer}
+    return [(n, matrices[n.input[1]]) for n in graph.node if n.output[0] in chosen]
 
 
 def rowwise_keeping(fp32: Path, out: Path, data_dir: Path, kind: str) -> Dict[str, Any]:
@@ -141,13 +143,14 @@ def matmul_nbits(fp32: Path, out: Path, *, bits: int, block: int, accuracy_level
     import onnx
     from onnx import helper, numpy_helper
 
+    from mlbert.exporter.rowwise import Rewrite, apply_rewrite
+
     if bits != 8:
         raise ValueError("only 8-bit weights are packed here")
     model = onnx.load(str(fp32))
-    graph = model.graph
     levels = 2 ** (bits - 1) - 1
-    replaced: Dict[str, Any] = {}
-    for index, (node, matrix) in enumerate(_constant_matmuls(graph)):
+    rewrite = Rewrite()
+    for index, (node, matrix) in enumerate(_constant_matmuls(model.graph)):
         weight = numpy_helper.to_array(matrix).astype(np.float64)  # (K, N)
         k, n = weight.shape
         blocks = -(-k // block)
@@ -156,24 +159,16 @@ def matmul_nbits(fp32: Path, out: Path, *, bits: int, block: int, accuracy_level
         padded = padded.reshape(n, blocks, block)
         scale = np.abs(padded).max(axis=2) / levels
         scale[scale == 0] = 1.0
-        packed = (np.clip(np.round(padded / scale[:, :, None]), -levels, levels) + 2 ** (bits - 1)).astype(np.uint8)
         name = f"mlb_nbits{index}"
-        graph.initializer.extend([numpy_helper.from_array(packed, f"{name}_b"),
-                                  numpy_helper.from_array(scale.reshape(-1).astype(np.float32), f"{name}_s")])
-        replaced[node.output[0]] = helper.make_node(
-            "MatMulNBits", [node.input[0], f"{name}_b", f"{name}_s"], list(node.output), name=name,
-            domain="com.microsoft", K=k, N=n, bits=bits, block_size=block, accuracy_level=accuracy_level)
-    nodes = [replaced.get(node.output[0], node) for node in graph.node]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        packed = rewrite.const(f"{name}_b", (np.clip(np.round(padded / scale[:, :, None]), -levels, levels)
+                                             + 2 ** (bits - 1)).astype(np.uint8))
+        scales = rewrite.const(f"{name}_s", scale.reshape(-1).astype(np.float32))
+        rewrite.nodes[node.output[0]] = [helper.make_node(
+            "MatMulNBits", [node.input[0], packed, scales], list(node.output), name=name,
+            domain="com.microsoft", K=k, N=n, bits=bits, block_size=block, accuracy_level=accuracy_level)]
+    apply_rewrite(model, rewrite)
     onnx.save(model, str(out))
-    return len(replaced)
+    return len(rewrite.nodes)
 
 
 def quantize_leaving_ffn_output(fused: Path, out: Path) -> None:

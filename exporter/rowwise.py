@@ -46,8 +46,11 @@ TOOL = "mlbert.exporter.rowwise"
 
 
 @dataclass
-class _Rewrite:
-    """What is added to the graph: nodes that replace a product, and new initializers."""
+class Rewrite:
+    """What is added to the graph: nodes that replace a node (keyed by its first output), and new initializers.
+
+    ``apply_rewrite`` puts it into the model; benchmarks that rewrite products their own way use the same pair.
+    """
 
     nodes: Dict[str, List[Any]] = field(default_factory=dict)  # replaced node's first output -> new nodes
     initializers: List[Any] = field(default_factory=list)
@@ -100,13 +103,13 @@ def quantize_rowwise(src: str, dst: str, weights: WeightQuantizer, *, weight_bit
     ``inputs`` says how to quantize some inputs (by tensor name). Returns what was done, for the header.
     """
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     model = onnx.load(src)
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
     inputs = dict(inputs or {})
-    rewrite = _Rewrite()
+    rewrite = Rewrite()
     _shared_constants(rewrite)
     for index, (source, products) in enumerate(quantizable_products(graph, keep_fp32).items()):
         spec = inputs.get(source, RowInput())
@@ -121,9 +124,7 @@ def quantize_rowwise(src: str, dst: str, weights: WeightQuantizer, *, weight_bit
             if j == 0:  # the first reader in graph order: the rows are quantized just before it
                 rewrite.nodes[product.output[0]] = rewrite.nodes.pop(f"mlb_rq{index}") + rewrite.nodes[product.output[0]]
     tables = _quantize_embeddings(rewrite, graph, initializers)
-    _replace_nodes(graph, rewrite)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    apply_rewrite(model, rewrite)
     onnx.save(model, dst)
     return {"quantized_products": len(rewrite.quantized), "kept_fp32": sorted(keep_fp32),
             "embedding_tables": tables, "weight_bits": weight_bits,
@@ -131,7 +132,17 @@ def quantize_rowwise(src: str, dst: str, weights: WeightQuantizer, *, weight_bit
             "shifted_inputs": sum(1 for s in inputs.values() if s.shift)}
 
 
-def _replace_nodes(graph: Any, rewrite: _Rewrite) -> None:
+def apply_rewrite(model: Any, rewrite: Rewrite) -> None:
+    """``model`` with ``rewrite``'s nodes in place of the ones they replace, initializers nothing reads any
+    more dropped, and the com.microsoft operator set (MatMulIntegerToFloat, MatMulNBits) declared."""
+    from onnx import helper
+
+    _replace_nodes(model.graph, rewrite)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def _replace_nodes(graph: Any, rewrite: Rewrite) -> None:
     """The graph's nodes with the replacements in place; initializers nothing reads any more dropped."""
     nodes = [n for node in graph.node for n in rewrite.nodes.get(node.output[0], [node])]
     del graph.node[:]
@@ -142,7 +153,7 @@ def _replace_nodes(graph: Any, rewrite: _Rewrite) -> None:
     graph.initializer.extend(kept + [i for i in rewrite.initializers if i.name in used])
 
 
-def _shared_constants(rewrite: _Rewrite) -> None:
+def _shared_constants(rewrite: Rewrite) -> None:
     rewrite.const("mlb_rq_levels", np.array(float(ACTIVATION_LEVELS), np.float32))
     rewrite.const("mlb_rq_levels_u", np.array(255.0, np.float32))
     rewrite.const("mlb_rq_tiny", np.array(np.finfo(np.float32).tiny, np.float32))
@@ -153,7 +164,7 @@ def _shared_constants(rewrite: _Rewrite) -> None:
     rewrite.const("mlb_rq_axis1", np.array([1], np.int64))
 
 
-def _row_quantizer(rewrite: _Rewrite, p: str, source: str, k: int, spec: RowInput) -> Tuple[str, str, str, str]:
+def _row_quantizer(rewrite: Rewrite, p: str, source: str, k: int, spec: RowInput) -> Tuple[str, str, str, str]:
     """Nodes quantizing ``source`` row by row; returns (u8 rows [M, K], scales [M, 1], leading shape, zero point).
 
     The zero point is the same for every row (128, or 0 for a shifted input); ``QuantizeLinear``
@@ -192,7 +203,7 @@ def _row_quantizer(rewrite: _Rewrite, p: str, source: str, k: int, spec: RowInpu
     return f"{p}_q", f"{p}_s2", f"{p}_lead", zero
 
 
-def _int8_product(rewrite: _Rewrite, q: str, product: Any, weight: Tuple[np.ndarray, np.ndarray],
+def _int8_product(rewrite: Rewrite, q: str, product: Any, weight: Tuple[np.ndarray, np.ndarray],
                   rows: Tuple[str, str, str, str], shift: float) -> None:
     """``product`` as an integer product of the quantized rows and int8 weights, reshaped back.
 
@@ -222,7 +233,7 @@ def _int8_product(rewrite: _Rewrite, q: str, product: Any, weight: Tuple[np.ndar
     rewrite.quantized.append(product.name)
 
 
-def _quantize_embeddings(rewrite: _Rewrite, graph: Any, weights: Dict[str, Any]) -> int:
+def _quantize_embeddings(rewrite: Rewrite, graph: Any, weights: Dict[str, Any]) -> int:
     """Each Gather from a constant float matrix reads int8 rows with one scale per row instead."""
     from onnx import TensorProto, helper, numpy_helper
 
